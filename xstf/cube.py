@@ -1,0 +1,527 @@
+"""The LST cube convention: validation, coverage, pairs, targets and reference-pair selection.
+
+A cube is an :class:`xarray.Dataset` with dims ``(time, y, x)`` on the *fine* grid:
+
+- ``fine``: Landsat LST in Kelvin, NaN where not observed;
+- ``coarse``: MODIS LST resampled onto the fine grid, in Kelvin, NaN where missing;
+- optionally ``truth``, ``landcover`` (``(y, x)``) and QC masks.
+
+A *pair* is a date where both ``fine`` and ``coarse`` cover at least ``min_coverage``
+of the scene; a *target* is a date where ``coarse`` is usable but ``fine`` is not
+(the dates fusion predicts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import CubeError
+from .units import normalise_units
+
+__all__ = [
+    "DIMS",
+    "DEFAULT_MIN_COVERAGE",
+    "coverage",
+    "from_arrays",
+    "pair_dates",
+    "reference_pairs",
+    "resolution_ratio",
+    "target_dates",
+    "validate",
+]
+
+#: The dims every cube variable carries, in this order.
+DIMS = ("time", "y", "x")
+#: Default share of valid pixels for a date to count as observed.
+DEFAULT_MIN_COVERAGE = 0.5
+#: Plausible LST in Kelvin (the Earth's surface, with margin).
+PLAUSIBLE_K = (180.0, 360.0)
+_SAMPLE_PIXELS = 256
+
+
+def _check_var(ds: xr.Dataset, name: Hashable, role: str) -> xr.DataArray:
+    if name not in ds.data_vars:
+        raise CubeError(
+            f"the cube has no {role} variable {name!r} (variables: {sorted(map(str, ds.data_vars))}); "
+            f"pass {role}='<name>' or rename it with ds.rename({{'<name>': {name!r}}})"
+        )
+    da = ds[name]
+    if set(da.dims) != set(DIMS) or da.ndim != 3:
+        raise CubeError(
+            f"variable {name!r} has dims {da.dims}; a cube variable needs dims {DIMS}. "
+            "Rename them (e.g. ds.rename({'band': 'time', 'lat': 'y', 'lon': 'x'})) "
+            "or transpose with ds.transpose('time', 'y', 'x')"
+        )
+    if da.dims != DIMS:
+        raise CubeError(
+            f"variable {name!r} has dims in the order {da.dims}; xstf expects {DIMS}: "
+            "call ds.transpose('time', 'y', 'x') first"
+        )
+    if not np.issubdtype(da.dtype, np.floating):
+        raise CubeError(
+            f"variable {name!r} has dtype {da.dtype}: LST must be float with NaN for missing. "
+            "If it holds scaled integers, decode them first (e.g. MODIS LST_Day_1km × 0.02, "
+            "Landsat ST_B10 × 0.00341802 + 149.0) or read it with xstf.io"
+        )
+    return da
+
+
+def _check_time(ds: xr.Dataset) -> None:
+    if "time" not in ds.coords:
+        raise CubeError("the cube has no 'time' coordinate: assign one with ds.assign_coords(time=...)")
+    t = ds["time"]
+    if not np.issubdtype(t.dtype, np.datetime64):
+        raise CubeError(
+            f"the 'time' coordinate has dtype {t.dtype}, not datetime64: convert it with "
+            "ds.assign_coords(time=pandas.to_datetime(ds.time.values))"
+        )
+    idx = pd.DatetimeIndex(t.values)
+    if idx.hasnans:
+        raise CubeError("the 'time' coordinate has NaT values: drop or fix those dates")
+    dup = idx[idx.duplicated()]
+    if len(dup):
+        raise CubeError(
+            f"the 'time' coordinate has {len(dup)} duplicated date(s): "
+            f"{[str(d.date()) for d in dup[:5]]}; merge them (e.g. ds.groupby('time').mean()) "
+            "or drop one with ds.drop_duplicates('time')"
+        )
+    if not idx.is_monotonic_increasing:
+        raise CubeError("the 'time' coordinate is not increasing: call ds.sortby('time') first")
+
+
+def _check_space(ds: xr.Dataset) -> None:
+    for dim in ("y", "x"):
+        if dim not in ds.coords:
+            raise CubeError(
+                f"the cube has no {dim!r} coordinate: assign pixel-centre coordinates "
+                "(e.g. with rioxarray or ds.assign_coords)"
+            )
+        vals = np.asarray(ds[dim].values)
+        if not np.issubdtype(vals.dtype, np.number):
+            raise CubeError(f"the {dim!r} coordinate is not numeric (dtype {vals.dtype})")
+        bad = int(np.count_nonzero(~np.isfinite(vals)))
+        if bad:
+            raise CubeError(
+                f"the {dim!r} coordinate has {bad} non-finite value(s): "
+                "coordinates must be finite pixel centres"
+            )
+        if vals.size > 1:
+            step = np.diff(vals)
+            if not (np.all(step > 0) or np.all(step < 0)):
+                raise CubeError(f"the {dim!r} coordinate is not monotonic: sort it with ds.sortby({dim!r})")
+
+
+def _sample(da: xr.DataArray) -> np.ndarray:
+    """A strided spatial subsample of every date (cheap on dask, enough for plausibility checks)."""
+    sy = max(1, da.sizes["y"] // _SAMPLE_PIXELS)
+    sx = max(1, da.sizes["x"] // _SAMPLE_PIXELS)
+    return np.asarray(da.isel(y=slice(None, None, sy), x=slice(None, None, sx)).values)
+
+
+def _check_values(name: Hashable, da: xr.DataArray, values: np.ndarray) -> None:
+    units = da.attrs.get("units")
+    if units is not None:
+        try:
+            unit_n = normalise_units(units)
+        except ValueError:
+            raise CubeError(
+                f"variable {name!r} has units {units!r}, which is not a temperature unit xstf knows; "
+                "set ds[name].attrs['units'] to 'K' or 'degC' and convert with xstf.to_kelvin"
+            ) from None
+        if unit_n != "K":
+            raise CubeError(
+                f"variable {name!r} is in {units!r}; the cube holds Kelvin: "
+                f"ds[{name!r}] = xstf.to_kelvin(ds[{name!r}])"
+            )
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return
+    med = float(np.median(finite))
+    lo, hi = float(finite.min()), float(finite.max())
+    if -90.0 <= med <= 75.0:
+        raise CubeError(
+            f"variable {name!r} looks like degrees Celsius (median {med:.1f}, range {lo:.1f}..{hi:.1f}), "
+            f"not Kelvin: convert it with ds[{name!r}] = xstf.to_kelvin(ds[{name!r}], units='degC'). "
+            "If 0 marks missing pixels (Earth Engine exports), mask them first: da.where(da != 0)"
+        )
+    if med > 1000.0:
+        raise CubeError(
+            f"variable {name!r} looks like scaled integers (median {med:.0f}), not Kelvin: decode it "
+            "first (MODIS LST_Day_1km: × 0.02; Landsat C2 ST_B10: × 0.00341802 + 149.0), "
+            "or read it with xstf.io.open_modis / xstf.io.open_landsat"
+        )
+    outside = np.count_nonzero((finite < PLAUSIBLE_K[0]) | (finite > PLAUSIBLE_K[1]))
+    if outside > 0.01 * finite.size:
+        raise CubeError(
+            f"variable {name!r} has {outside} of {finite.size} sampled pixels outside the plausible "
+            f"LST range {PLAUSIBLE_K[0]:.0f}..{PLAUSIBLE_K[1]:.0f} K (range {lo:.1f}..{hi:.1f}): "
+            "check the scale factor, the fill value (mask it to NaN) and the units"
+        )
+
+
+def validate(
+    ds: xr.Dataset,
+    fine: Hashable = "fine",
+    coarse: Hashable = "coarse",
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    require_pairs: int = 1,
+) -> xr.Dataset:
+    """Check that ``ds`` follows the cube convention and return it unchanged.
+
+    The value checks (units, plausibility, coverage) run on a strided spatial
+    subsample of every date (at most about 256 × 256 pixels per date), so a dask-backed
+    cube is read only partially; the dataset returned stays lazy.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    fine, coarse : hashable
+        Names of the fine (Landsat) and coarse (MODIS on the fine grid) variables.
+    min_coverage : float
+        Share of valid pixels for a date to count as observed (0–1).
+    require_pairs : int
+        How many pairs the cube must have (0 to skip the check).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``ds`` itself, for chaining.
+
+    Raises
+    ------
+    CubeError
+        Naming the problem and the fix: missing variable, wrong dims, time not
+        datetime64 / not increasing / duplicated, non-finite coordinates, values that
+        are not plausible LST in Kelvin, an all-NaN variable, too few usable pairs.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=64, days=40)
+    >>> xstf.validate(ds) is ds
+    True
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise CubeError(
+            f"expected an xarray.Dataset cube, got {type(ds).__name__}; build one with "
+            "xstf.cube.from_arrays(fine=..., coarse=...)"
+        )
+    if not 0.0 < min_coverage <= 1.0:
+        raise CubeError(f"min_coverage must be in (0, 1], got {min_coverage}")
+    f_da = _check_var(ds, fine, "fine")
+    c_da = _check_var(ds, coarse, "coarse")
+    _check_time(ds)
+    _check_space(ds)
+    cov = {}
+    for name, da in ((fine, f_da), (coarse, c_da)):
+        values = _sample(da)
+        if not np.isfinite(values).any():
+            raise CubeError(
+                f"variable {name!r} is all NaN on all {da.sizes['time']} dates: check the fill "
+                "value, the QA mask and that the sensor's dates fall in the cube's time range"
+            )
+        _check_values(name, da, values)
+        cov[name] = np.isfinite(values).mean(axis=(1, 2))
+    if require_pairs:
+        ok = (cov[fine] >= min_coverage) & (cov[coarse] >= min_coverage)
+        n = int(ok.sum())
+        if n < require_pairs:
+            best = np.argsort(-np.minimum(cov[fine], cov[coarse]))[:3]
+            times = pd.DatetimeIndex(ds["time"].values)
+            hint = ", ".join(
+                f"{times[i].date()} (fine {cov[fine][i]:.0%}, coarse {cov[coarse][i]:.0%})" for i in best
+            )
+            raise CubeError(
+                f"the cube has {n} usable pair(s) (dates where both {fine!r} and {coarse!r} cover "
+                f">= {min_coverage:.0%}); {require_pairs} needed. Best dates: {hint}. Lower "
+                "min_coverage, fill gaps (ds.stf.fill_gaps) or add dates"
+            )
+    return ds
+
+
+def coverage(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse") -> xr.Dataset:
+    """Valid (finite) fraction of the scene per date, for ``fine`` and ``coarse``.
+
+    Lazy for dask-backed cubes.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    fine, coarse : hashable
+        Variable names.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``fine`` and ``coarse`` (renamed to the given names) with dim ``time``,
+        values in [0, 1].
+
+    Examples
+    --------
+    >>> import xstf
+    >>> cov = xstf.coverage(xstf.datasets.synthetic(size=64, days=40))
+    >>> float(cov["coarse"].min()) >= 0.0
+    True
+    """
+    out = xr.Dataset(
+        {name: ds[name].notnull().mean(("y", "x"), dtype="float64") for name in (fine, coarse)}
+    )
+    for name in (fine, coarse):
+        out[name].attrs = {"long_name": f"valid fraction of {name}", "units": "1"}
+    return out.drop_vars([c for c in out.coords if out[c].ndim == 0])
+
+
+def _covered(ds: xr.Dataset, name: Hashable, min_coverage: float) -> np.ndarray:
+    return np.asarray((ds[name].notnull().mean(("y", "x")) >= min_coverage).values)
+
+
+def pair_dates(
+    ds: xr.Dataset,
+    fine: Hashable = "fine",
+    coarse: Hashable = "coarse",
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> pd.DatetimeIndex:
+    """Dates where both ``fine`` and ``coarse`` cover at least ``min_coverage`` of the scene.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    fine, coarse : hashable
+        Variable names.
+    min_coverage : float
+        Share of valid pixels required of each sensor.
+
+    Returns
+    -------
+    pandas.DatetimeIndex
+        The pair dates, increasing.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=64, days=64, cloud_fraction=0.0)
+    >>> len(xstf.cube.pair_dates(ds))
+    4
+    """
+    ok = _covered(ds, fine, min_coverage) & _covered(ds, coarse, min_coverage)
+    return pd.DatetimeIndex(ds["time"].values[ok], name="time")
+
+
+def target_dates(
+    ds: xr.Dataset,
+    fine: Hashable = "fine",
+    coarse: Hashable = "coarse",
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    include_pairs: bool = False,
+) -> pd.DatetimeIndex:
+    """Dates to predict: ``coarse`` covers at least ``min_coverage`` and the date is not a pair.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    fine, coarse : hashable
+        Variable names.
+    min_coverage : float
+        Share of valid coarse pixels required.
+    include_pairs : bool
+        Also return the pair dates (for leave-one-out evaluation).
+
+    Returns
+    -------
+    pandas.DatetimeIndex
+        The target dates, increasing.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=64, days=64, cloud_fraction=0.0)
+    >>> len(xstf.cube.target_dates(ds))
+    60
+    """
+    ok = _covered(ds, coarse, min_coverage)
+    if not include_pairs:
+        ok &= ~_covered(ds, fine, min_coverage)
+    return pd.DatetimeIndex(ds["time"].values[ok], name="time")
+
+
+def reference_pairs(
+    pairs: Iterable,
+    target,
+    n: int = 2,
+    rule: Literal["bracket", "nearest"] = "bracket",
+    exclude_target: bool = True,
+) -> list[pd.Timestamp]:
+    """Choose the reference pairs for one target date — the rule every fusion method uses.
+
+    ``rule="bracket"`` (default) takes the nearest pair before and the nearest pair
+    after the target; where one side has none it takes the nearest ones on the other
+    side. ``rule="nearest"`` takes the ``n`` pairs nearest in time (ties: the earlier).
+    With ``n=1`` both rules give the single nearest pair. A pair on the target date
+    itself is skipped unless ``exclude_target=False``, so predicting a pair date is a
+    leave-one-out prediction that can be scored against the observed image.
+
+    Parameters
+    ----------
+    pairs : iterable of datetime-like
+        The pair dates (e.g. :func:`pair_dates`).
+    target : datetime-like
+        The date to predict.
+    n : int
+        How many pairs (1 or 2 for the methods here; more for ``rule="nearest"``).
+    rule : {"bracket", "nearest"}
+        Selection rule.
+    exclude_target : bool
+        Skip a pair dated on the target itself.
+
+    Returns
+    -------
+    list of pandas.Timestamp
+        ``n`` pair dates, increasing.
+
+    Raises
+    ------
+    CubeError
+        If fewer than ``n`` pairs are available (the message lists those found).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> pairs = pd.to_datetime(["2021-01-01", "2021-01-17", "2021-02-02"])
+    >>> [str(d.date()) for d in reference_pairs(pairs, "2021-01-20")]
+    ['2021-01-17', '2021-02-02']
+    >>> [str(d.date()) for d in reference_pairs(pairs, "2021-03-01")]
+    ['2021-01-17', '2021-02-02']
+    """
+    if rule not in ("bracket", "nearest"):
+        raise ValueError(f"rule must be 'bracket' or 'nearest', got {rule!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    t0 = pd.Timestamp(target)
+    cand = pd.DatetimeIndex(sorted(set(pd.DatetimeIndex(list(pairs)))))
+    if exclude_target:
+        cand = cand[cand != t0]
+    if len(cand) < n:
+        found = [str(d.date()) for d in cand]
+        raise CubeError(
+            f"target {t0.date()} needs {n} reference pair(s) but only {len(cand)} "
+            f"{'is' if len(cand) == 1 else 'are'} available{' besides the target' if exclude_target else ''}: "
+            f"{found}. Lower min_coverage, fill gaps, or use a method that needs fewer pairs"
+        )
+    dist = np.abs((cand - t0).total_seconds().to_numpy())
+    order = list(np.lexsort((cand.asi8, dist)))  # nearest first, ties -> earlier
+    if rule == "bracket" and n >= 2:
+        before = [i for i in order if cand[i] < t0]
+        after = [i for i in order if cand[i] > t0]
+        chosen: list[int] = []
+        if before and after:
+            chosen = [before[0], after[0]]
+        chosen += [i for i in order if i not in chosen][: n - len(chosen)]
+    else:
+        chosen = order[:n]
+    return sorted(cand[i] for i in chosen)
+
+
+def resolution_ratio(ds: xr.Dataset, default: float = 1000.0 / 30.0) -> float:
+    """Coarse-to-fine pixel-size ratio of a cube, from its attrs.
+
+    Reads ``ds.attrs["coarse_resolution"] / ds.attrs["fine_resolution"]`` (metres),
+    else ``ds.attrs["resolution_ratio"]``, else ``default`` (MODIS 1 km / Landsat 30 m).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    default : float
+        Value used when the attrs say nothing.
+
+    Returns
+    -------
+    float
+        Coarse pixel size divided by fine pixel size (> 1).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> round(resolution_ratio(xr.Dataset(attrs={"fine_resolution": 30, "coarse_resolution": 990})), 1)
+    33.0
+    """
+    a = ds.attrs
+    if "coarse_resolution" in a and "fine_resolution" in a:
+        return float(a["coarse_resolution"]) / float(a["fine_resolution"])
+    if "resolution_ratio" in a:
+        return float(a["resolution_ratio"])
+    return float(default)
+
+
+def from_arrays(
+    fine: xr.DataArray,
+    coarse: xr.DataArray,
+    *,
+    names: Sequence[str] = ("fine", "coarse"),
+    **extra: xr.DataArray,
+) -> xr.Dataset:
+    """Assemble a cube from a fine and a coarse DataArray that are already on one grid.
+
+    Unlike ``xr.Dataset({...})``, which silently aligns different coordinates by
+    padding with NaN, this refuses arrays whose ``y``/``x`` coordinates differ.
+    Dates are aligned by union (NaN where a sensor has nothing). Use
+    :func:`xstf.build_cube` to regrid MODIS onto the Landsat grid first.
+
+    Parameters
+    ----------
+    fine, coarse : xarray.DataArray
+        ``(time, y, x)`` LST in Kelvin on the same grid.
+    names : sequence of str
+        Variable names for the two.
+    **extra : xarray.DataArray
+        More variables (``truth``, ``landcover``...) on the same grid.
+
+    Returns
+    -------
+    xarray.Dataset
+        The cube (not yet validated).
+
+    Raises
+    ------
+    CubeError
+        If the grids differ.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=32, days=20)
+    >>> cube = xstf.cube.from_arrays(ds.fine, ds.coarse)
+    >>> sorted(cube.data_vars)
+    ['coarse', 'fine']
+    """
+    arrays = {names[0]: fine, names[1]: coarse, **extra}
+    ref_name, ref = names[0], fine
+    for name, da in arrays.items():
+        for dim in ("y", "x"):
+            if dim not in da.dims:
+                raise CubeError(f"{name!r} has no {dim!r} dim (dims {da.dims})")
+            if da.sizes[dim] != ref.sizes[dim]:
+                raise CubeError(
+                    f"{name!r} has {da.sizes[dim]} pixels along {dim!r} but {ref_name!r} has "
+                    f"{ref.sizes[dim]}: put both on the fine grid first (xstf.build_cube)"
+                )
+            if dim in da.coords and dim in ref.coords and not np.allclose(da[dim].values, ref[dim].values):
+                raise CubeError(
+                    f"{name!r} and {ref_name!r} have different {dim!r} coordinates "
+                    f"({float(da[dim][0])}.. vs {float(ref[dim][0])}..): put both on the fine grid "
+                    "first (xstf.build_cube)"
+                )
+    aligned = {
+        k: (v.assign_coords(y=ref["y"], x=ref["x"]) if "y" in ref.coords and "x" in ref.coords else v)
+        for k, v in arrays.items()
+    }
+    return xr.Dataset(aligned).transpose(*DIMS, ...)
