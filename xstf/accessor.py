@@ -25,6 +25,8 @@ class _PlotNamespace:
         func = getattr(plot, name, None)
         if name.startswith("_") or func is None or name not in plot.__all__:
             raise AttributeError(f"xstf.plot has no figure {name!r} (figures: {plot.__all__})")
+        if name not in plot.CUBE_FIGURES:  # e.g. scores(metrics): nothing to bind
+            return func
 
         def bound(*args: Any, **kwargs: Any):
             return func(self._ds, *args, **kwargs)
@@ -82,6 +84,10 @@ class STFAccessor:
         See :func:`xstf.cube.validate`.
         """
         return _cube.validate(self._ds, fine, coarse, min_coverage, require_pairs)
+
+    def summary(self, **kwargs: Any) -> str:
+        """Text summary: grid, dates, pairs, targets, coverage. See :func:`xstf.cube.summary`."""
+        return _cube.summary(self._ds, **kwargs)
 
     def coverage(self, fine: Hashable = "fine", coarse: Hashable = "coarse") -> xr.Dataset:
         """Valid fraction per date and variable. See :func:`xstf.cube.coverage`."""

@@ -18,19 +18,21 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from .errors import CubeError
 from .units import normalise_units
 
 __all__ = [
-    "DIMS",
     "DEFAULT_MIN_COVERAGE",
+    "DIMS",
     "coverage",
     "from_arrays",
     "pair_dates",
     "reference_pairs",
     "resolution_ratio",
+    "summary",
     "target_dates",
     "validate",
 ]
@@ -73,7 +75,9 @@ def _check_var(ds: xr.Dataset, name: Hashable, role: str) -> xr.DataArray:
 
 def _check_time(ds: xr.Dataset) -> None:
     if "time" not in ds.coords:
-        raise CubeError("the cube has no 'time' coordinate: assign one with ds.assign_coords(time=...)")
+        raise CubeError(
+            "the cube has no 'time' coordinate: assign one with ds.assign_coords(time=...)"
+        )
     t = ds["time"]
     if not np.issubdtype(t.dtype, np.datetime64):
         raise CubeError(
@@ -113,7 +117,9 @@ def _check_space(ds: xr.Dataset) -> None:
         if vals.size > 1:
             step = np.diff(vals)
             if not (np.all(step > 0) or np.all(step < 0)):
-                raise CubeError(f"the {dim!r} coordinate is not monotonic: sort it with ds.sortby({dim!r})")
+                raise CubeError(
+                    f"the {dim!r} coordinate is not monotonic: sort it with ds.sortby({dim!r})"
+                )
 
 
 def _sample(da: xr.DataArray) -> np.ndarray:
@@ -235,7 +241,8 @@ def validate(
             best = np.argsort(-np.minimum(cov[fine], cov[coarse]))[:3]
             times = pd.DatetimeIndex(ds["time"].values)
             hint = ", ".join(
-                f"{times[i].date()} (fine {cov[fine][i]:.0%}, coarse {cov[coarse][i]:.0%})" for i in best
+                f"{times[i].date()} (fine {cov[fine][i]:.0%}, coarse {cov[coarse][i]:.0%})"
+                for i in best
             )
             raise CubeError(
                 f"the cube has {n} usable pair(s) (dates where both {fine!r} and {coarse!r} cover "
@@ -514,14 +521,77 @@ def from_arrays(
                     f"{name!r} has {da.sizes[dim]} pixels along {dim!r} but {ref_name!r} has "
                     f"{ref.sizes[dim]}: put both on the fine grid first (xstf.build_cube)"
                 )
-            if dim in da.coords and dim in ref.coords and not np.allclose(da[dim].values, ref[dim].values):
+            if (
+                dim in da.coords
+                and dim in ref.coords
+                and not np.allclose(da[dim].values, ref[dim].values)
+            ):
                 raise CubeError(
                     f"{name!r} and {ref_name!r} have different {dim!r} coordinates "
                     f"({float(da[dim][0])}.. vs {float(ref[dim][0])}..): put both on the fine grid "
                     "first (xstf.build_cube)"
                 )
     aligned = {
-        k: (v.assign_coords(y=ref["y"], x=ref["x"]) if "y" in ref.coords and "x" in ref.coords else v)
+        k: (
+            v.assign_coords(y=ref["y"], x=ref["x"])
+            if "y" in ref.coords and "x" in ref.coords
+            else v
+        )
         for k, v in arrays.items()
     }
     return xr.Dataset(aligned).transpose(*DIMS, ...)
+
+
+def summary(
+    ds: xr.Dataset,
+    fine: Hashable = "fine",
+    coarse: Hashable = "coarse",
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> str:
+    """A short text summary of a cube: grid, dates, pairs, targets and coverage.
+
+    Computes the coverage (one pass over the data for dask-backed cubes).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    fine, coarse : hashable
+        Variable names.
+    min_coverage : float
+        Threshold for pairs and targets.
+
+    Returns
+    -------
+    str
+        Several lines of text.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> print(xstf.cube.summary(xstf.datasets.synthetic(size=32, days=20)).splitlines()[0])
+    LST cube: 20 dates (2021-01-01 .. 2021-01-20), 32 x 32 pixels of 30 m, CRS EPSG:32631
+    """
+    cov = coverage(ds, fine, coarse).compute()
+    times = pd.DatetimeIndex(ds["time"].values)
+    f_ok = cov[fine].values >= min_coverage
+    c_ok = cov[coarse].values >= min_coverage
+    pairs = times[f_ok & c_ok]
+    targets = times[c_ok & ~f_ok]
+    res = ds.attrs.get("fine_resolution")
+    crs = ds.rio.crs if "spatial_ref" in ds.coords else None
+    lines = [
+        f"LST cube: {ds.sizes['time']} dates ({times[0].date()} .. {times[-1].date()}), "
+        f"{ds.sizes['y']} x {ds.sizes['x']} pixels"
+        + (f" of {float(res):g} m" if res is not None else "")
+        + (f", CRS {crs.to_string()}" if crs is not None else ""),
+        f"pairs ({fine} and {coarse} >= {min_coverage:.0%} valid): {len(pairs)}: "
+        + ", ".join(str(d.date()) for d in pairs[:8])
+        + (" ..." if len(pairs) > 8 else ""),
+        f"targets ({coarse} only): {len(targets)}; dates with neither: "
+        f"{int((~c_ok & ~f_ok).sum())}",
+        f"coverage: {fine} {float(cov[fine].mean()):.0%} mean over all dates "
+        f"({float(cov[fine].values[f_ok].mean()) if f_ok.any() else 0:.0%} on its observed dates), "
+        f"{coarse} {float(cov[coarse].mean()):.0%}",
+    ]
+    return "\n".join(lines)

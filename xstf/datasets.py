@@ -55,12 +55,12 @@ CLASSES: dict[int, str] = {
 _CLIMATE = np.array(
     [
         # mean,  amp,   peak, sens,  modis_offset
-        [287.0, 7.0, 215.0, 0.45, 0.3],  # water
-        [296.0, 13.0, 195.0, 1.00, -1.0],  # dense urban
-        [294.0, 12.0, 195.0, 0.95, -0.6],  # suburban
-        [289.0, 9.5, 195.0, 0.80, 0.3],  # forest
-        [292.0, 12.0, 190.0, 1.10, 0.0],  # cropland (vegetated state)
-        [295.0, 14.5, 195.0, 1.30, -0.3],  # bare soil
+        [287.0, 8.0, 215.0, 0.45, 0.3],  # water
+        [294.25, 14.75, 195.0, 1.00, -0.8],  # dense urban
+        [292.5, 13.5, 195.0, 0.95, -0.5],  # suburban
+        [288.75, 11.25, 195.0, 0.80, 0.3],  # forest
+        [291.0, 13.0, 190.0, 1.10, 0.0],  # cropland (vegetated state)
+        [293.5, 15.5, 195.0, 1.30, -0.3],  # bare soil
     ],
     dtype=np.float64,
 )
@@ -83,6 +83,7 @@ class SyntheticParams:
     coarse_noise: float
     coarse_bias: float
     coarse_bias_sd: float
+    class_offset_sd: float
     psf_sigma: float
     event_rate: float
     resampling: str
@@ -174,9 +175,9 @@ def _static(p: SyntheticParams) -> dict[str, Any]:
 
     # MODIS grid: cells of `ratio` fine pixels, offset from the Landsat grid.
     oy, ox = rng.uniform(0, p.ratio, 2)
-    ncy, ncx = int(np.ceil((ny + oy) / p.ratio)), int(np.ceil((nx + ox) / p.ratio))
     iy = np.floor((np.arange(ny) + oy) / p.ratio).astype(int)
     ix = np.floor((np.arange(nx) + ox) / p.ratio).astype(int)
+    ncy, ncx = int(iy[-1]) + 1, int(ix[-1]) + 1
     cell = (iy[:, None] * ncx + ix[None, :]).ravel()
     counts = np.bincount(cell, minlength=ncy * ncx).astype(np.float64)
     pos_y = (np.arange(ny) + 0.5 + oy) / p.ratio - 0.5
@@ -212,9 +213,11 @@ def _temporal(p: SyntheticParams) -> dict[str, np.ndarray]:
     for t in range(n):  # AR(1) regional weather anomaly (K)
         anomaly[t] = (0.7 * anomaly[t - 1] if t else 0.0) + shocks[t]
     smooth = rng.normal(0.0, 1.0, (n, 3))
-    doy = pd.date_range(p.start, periods=n, freq="D").dayofyear.to_numpy().astype(float)
+    doy = pd.date_range(p.start, periods=n, freq="D").day_of_year.to_numpy().astype(float)
     season = np.cos(2 * np.pi * (doy - 195.0) / 365.25)  # +1 midsummer, -1 midwinter
-    bias = p.coarse_bias - 0.8 * season + rng.normal(0.0, p.coarse_bias_sd, n)
+    bias = p.coarse_bias - 1.0 * season + rng.normal(0.0, p.coarse_bias_sd, n)
+    # MODIS-minus-Landsat offsets per class change from date to date (emissivity, view angle)
+    class_offset = _CLIMATE[:, 4] + rng.normal(0.0, p.class_offset_sd, (n, len(_CLIMATE)))
     event_draw = rng.uniform(size=n)
     events = np.full(n, "", dtype=object)
     events[event_draw < p.event_rate * 0.6] = "rain"
@@ -235,6 +238,7 @@ def _temporal(p: SyntheticParams) -> dict[str, np.ndarray]:
         "anomaly": anomaly,
         "smooth": smooth,
         "bias": bias,
+        "class_offset": class_offset,
         "events": events,
         "event_size": event_size,
         "cloud": cloud,
@@ -246,7 +250,7 @@ def _truth(p: SyntheticParams, s: dict[str, Any], tm: dict[str, np.ndarray], t: 
     doy, season, anomaly = tm["doy"][t], tm["season"][t], tm["anomaly"][t]
     mean, amp, peak, sens = (_CLIMATE[:, k] for k in range(4))
     lut = mean + amp * np.cos(2 * np.pi * (doy - peak) / 365.25) + sens * anomaly
-    summer = 0.65 + 0.35 * season  # contrasts are stronger in summer
+    summer = 0.55 + 0.45 * season  # contrasts are stronger in summer
     rng = np.random.default_rng([p.seed, t, 1])
     event, size = tm["events"][t], tm["event_size"][t]
     if event == "rain":  # evaporative cooling of vegetated/bare surfaces only
@@ -255,13 +259,13 @@ def _truth(p: SyntheticParams, s: dict[str, Any], tm: dict[str, np.ndarray], t: 
     vegetated = (doy >= s["green"]) & (doy <= s["harvest"])
     parcel_term = s["parcel_offset"] + np.where(vegetated, -3.0 * summer, 1.5 * summer)
     out = lut[s["cover"]] + np.where(s["crop"], parcel_term[s["parcel"]], 0.0)
-    out += summer * (s["texture"] + 3.5 * s["uhi"])
-    out += np.tensordot(tm["smooth"][t], s["basis"], axes=1)
+    out += summer * (0.8 * s["texture"] + 3.0 * s["uhi"])
+    out += 0.6 * np.tensordot(tm["smooth"][t], s["basis"], axes=1)
     if event == "rain":
         cell = _smooth_field(rng, p.ny, p.nx, max(p.ny, p.nx) / 2.0)
         out += 0.5 * size * np.clip(cell, 0, None) * np.array([0, 0, 0.5, 1, 1, 1])[s["cover"]] * -1
     elif event == "cold_front":
-        out += size * 1.5 * np.tanh(4.0 * s["ramp"] + rng.uniform(-1, 1))
+        out += size * 0.8 * np.tanh(4.0 * s["ramp"] + rng.uniform(-1, 1))
     return out.astype(np.float32)
 
 
@@ -275,11 +279,13 @@ def _render(p: SyntheticParams, t: int) -> np.ndarray:
     cloudy = np.zeros((p.ny, p.nx), dtype=bool)
     if frac > 0:
         field = _smooth_field(rng, p.ny, p.nx, 40.0) + 0.15 * _smooth_field(rng, p.ny, p.nx, 6.0)
-        cloudy = field > np.quantile(field, 1.0 - frac)
+        cloudy = field >= np.quantile(field, 1.0 - frac)
     # MODIS: class offsets, area aggregation, PSF blur, bias, noise, resampling back.
-    seen = truth.astype(np.float64) + _CLIMATE[:, 4][s["cover"]]
+    seen = truth.astype(np.float64) + tm["class_offset"][t][s["cover"]]
     ncy, ncx = s["coarse_shape"]
-    agg = np.bincount(s["cell"], weights=seen.ravel(), minlength=ncy * ncx) / np.maximum(s["counts"], 1)
+    agg = np.bincount(s["cell"], weights=seen.ravel(), minlength=ncy * ncx) / np.maximum(
+        s["counts"], 1
+    )
     agg = agg.reshape(ncy, ncx)
     agg = ndimage.gaussian_filter(agg, p.psf_sigma, mode="nearest")
     agg += tm["bias"][t] + rng.normal(0.0, p.coarse_noise, agg.shape)
@@ -290,7 +296,9 @@ def _render(p: SyntheticParams, t: int) -> np.ndarray:
         coarse = np.full((p.ny, p.nx), np.nan, dtype=np.float32)
     else:
         if coarse_missing.any():  # fill gaps from valid neighbours so the interpolation stays local
-            idx = ndimage.distance_transform_edt(coarse_missing, return_distances=False, return_indices=True)
+            idx = ndimage.distance_transform_edt(
+                coarse_missing, return_distances=False, return_indices=True
+            )
             agg = agg[tuple(idx)]
         coarse = (s["wy"] @ agg @ s["wx"].T).astype(np.float32)
         coarse[coarse_missing[s["iy"][:, None], s["ix"][None, :]]] = np.nan
@@ -317,9 +325,10 @@ def synthetic(
     revisit: int = 16,
     landsat_offset: int = 0,
     fine_noise: float = 0.5,
-    coarse_noise: float = 0.6,
-    coarse_bias: float = -0.5,
-    coarse_bias_sd: float = 1.5,
+    coarse_noise: float = 1.5,
+    coarse_bias: float = 0.3,
+    coarse_bias_sd: float = 0.8,
+    class_offset_sd: float = 0.8,
     psf_sigma: float = 0.5,
     event_rate: float = 0.06,
     resampling: str = "bicubic",
@@ -351,8 +360,11 @@ def synthetic(
     coarse_noise : float
         MODIS noise per 1 km cell (K).
     coarse_bias, coarse_bias_sd : float
-        MODIS-minus-Landsat bias: mean (K), plus a seasonal term of ±0.8 K and a
-        date-to-date random part of this standard deviation.
+        MODIS-minus-Landsat bias: mean (K), plus a seasonal term (+1 K in winter,
+        −1 K in summer) and a date-to-date random part of this standard deviation.
+    class_offset_sd : float
+        Date-to-date standard deviation of the per-class MODIS-minus-Landsat offsets
+        (emissivity and view-angle effects), K.
     psf_sigma : float
         MODIS point-spread blur, in coarse pixels.
     event_rate : float
@@ -383,7 +395,9 @@ def synthetic(
     """
     ny, nx = (size, size) if np.isscalar(size) else tuple(size)  # type: ignore[misc]
     if ny < 8 or nx < 8 or days < 1:
-        raise ValueError(f"size must be >= 8 pixels a side and days >= 1, got size={size}, days={days}")
+        raise ValueError(
+            f"size must be >= 8 pixels a side and days >= 1, got size={size}, days={days}"
+        )
     if not 0.0 <= cloud_fraction <= 1.0:
         raise ValueError(f"cloud_fraction must be in [0, 1], got {cloud_fraction}")
     if ratio <= 1.0:
@@ -391,7 +405,7 @@ def synthetic(
     p = SyntheticParams(
         int(ny), int(nx), int(days), str(start), int(seed), float(cloud_fraction), float(ratio),
         int(revisit), int(landsat_offset), float(fine_noise), float(coarse_noise), float(coarse_bias),
-        float(coarse_bias_sd), float(psf_sigma), float(event_rate), str(resampling),
+        float(coarse_bias_sd), float(class_offset_sd), float(psf_sigma), float(event_rate), str(resampling),
     )  # fmt: skip
     s, tm = _static(p), _temporal(p)
     time = pd.date_range(start, periods=days, freq="D", name="time")

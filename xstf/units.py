@@ -122,7 +122,7 @@ def to_kelvin(da: xr.DataArray, units: str | None = None) -> xr.DataArray:
     --------
     >>> import xarray as xr
     >>> lst = xr.DataArray([21.5], attrs={"units": "°C"})
-    >>> float(to_kelvin(lst)[0])
-    294.6499938964844
+    >>> round(float(to_kelvin(lst)[0]), 2)
+    294.65
     """
     return convert_units(da, "K", units=units)

@@ -1,0 +1,49 @@
+"""Sphinx configuration for the xstf documentation (built with -W in the test suite)."""
+
+from __future__ import annotations
+
+import os
+
+import sphinx_autosummary_accessors
+
+import xstf
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+project = "xstf"
+author = "xstf developers"
+copyright = "2026, xstf developers"
+release = xstf.__version__
+version = release
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinx_autosummary_accessors",
+]
+templates_path = ["_templates", sphinx_autosummary_accessors.templates_path]
+exclude_patterns = ["_build", "scripts", "**.ipynb_checkpoints", "jupyter_execute"]
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+
+autosummary_generate = True
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+myst_enable_extensions = ["colon_fence", "dollarmath", "deflist"]
+myst_heading_anchors = 3
+# Notebooks are executed at build time (there is no network: they use the synthetic cube).
+nb_execution_mode = "cache"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+suppress_warnings = ["myst.header", "config.cache"]
+
+html_theme = "pydata_sphinx_theme"
+html_title = f"xstf {release}"
+html_static_path = ["_static"]
+html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
