@@ -119,7 +119,7 @@ def run_demo(
     _done(t0)
 
     t0 = _step("Comparison figure (best-scored ESTARFM date)")
-    best = scores["rmse"].sel(method="ESTARFM").idxmin("time").values
+    best = scores["rmse"].sel({"method": "ESTARFM"}).idxmin("time").values
     fig = plot.compare(
         ds, {k: v for k, v in predictions.items() if k != "coarse only"}, best, reference="truth"
     )

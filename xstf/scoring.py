@@ -1,0 +1,562 @@
+"""Scores of a fused LST map against a reference: the survey's six metrics plus MAE and bias.
+
+:func:`metrics` scores every date (and method, and region) of a prediction against a
+reference over the valid pixels, lazily for dask-backed input, and returns an
+:class:`xarray.Dataset` that ``.to_dataframe()`` turns into a table.
+
+Definitions (one band, over the pixels valid in both images and in ``mask``; ``ŷ``
+prediction, ``y`` reference, both converted to ``units`` first):
+
+- RMSE ``= sqrt(mean((ŷ − y)²))``, MAE ``= mean(|ŷ − y|)``, bias ``= mean(ŷ − y)``;
+- CC: Pearson correlation of the flattened images;
+- SSIM (Wang et al. 2004): Gaussian window (σ = 1.5, 11 × 11), K1 = 0.01, K2 = 0.03,
+  population covariances, data range ``L``; identical to
+  ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=L)`` on gap-free images. With gaps the
+  window statistics use the valid pixels only (normalised convolution), see
+  :func:`ssim`;
+- PSNR ``= 20·log10(L / RMSE)`` (``inf`` when RMSE = 0);
+- SAM: angle between the flattened prediction and reference vectors, degrees;
+- ERGAS ``= 100·ratio·sqrt((RMSE / μ)²)``, ``μ`` = mean of the reference, ``ratio`` =
+  fine / coarse pixel size (30/1000 for Landsat/MODIS).
+
+SAM, ERGAS and SSIM depend on whether the temperatures are in °C or K (SAM measures an
+angle from 0, ERGAS divides by the mean, SSIM's luminance term compares mean levels);
+RMSE, MAE, bias, CC and PSNR do not (``L`` is a temperature *difference*).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import ndimage
+
+from .units import convert_units, normalise_units
+
+__all__ = ["SCORES", "metrics", "ssim"]
+
+#: Scores returned by :func:`metrics`, in order, with their ``long_name`` and units
+#: (``None``: the temperature units chosen).
+SCORES: dict[str, tuple[str, str | None]] = {
+    "rmse": ("root-mean-square error", None),
+    "mae": ("mean absolute error", None),
+    "bias": ("mean error (prediction - reference)", None),
+    "cc": ("Pearson correlation coefficient", "1"),
+    "ssim": ("structural similarity index (Gaussian window, sigma 1.5)", "1"),
+    "psnr": ("peak signal-to-noise ratio", "dB"),
+    "sam": ("spectral angle between prediction and reference", "degree"),
+    "ergas": ("relative dimensionless global error in synthesis (ERGAS)", "1"),
+    "n_valid": ("number of pixels scored", "1"),
+    "data_range": ("data range L used by SSIM and PSNR", None),
+}
+_NAMES = tuple(SCORES)
+
+_SIGMA = 1.5
+_TRUNCATE = 3.5
+_RADIUS = int(_TRUNCATE * _SIGMA + 0.5)  # 5 -> an 11 x 11 window, as scipy and skimage
+_K1, _K2 = 0.01, 0.03
+
+
+# -- numpy kernels ------------------------------------------------------------------------------
+def _ssim_map(
+    pred: np.ndarray, ref: np.ndarray, valid: np.ndarray, data_range: float
+) -> np.ndarray:
+    """SSIM map of two 2-D float64 images whose window statistics use valid pixels only."""
+    m = valid.astype(np.float64)
+    x = np.where(valid, pred, 0.0)
+    y = np.where(valid, ref, 0.0)
+
+    def g(a: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(a, sigma=_SIGMA, truncate=_TRUNCATE, mode="reflect")
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = g(m)
+        ux, uy = g(x) / w, g(y) / w
+        vx = g(x * x) / w - ux * ux
+        vy = g(y * y) / w - uy * uy
+        vxy = g(x * y) / w - ux * uy
+        c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
+        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return np.where(valid, s, np.nan)
+
+
+def _interior(shape: tuple[int, int]) -> np.ndarray:
+    """Pixels at least one window radius from the edge (skimage's ``crop``)."""
+    inner = np.zeros(shape, dtype=bool)
+    inner[_RADIUS : shape[0] - _RADIUS, _RADIUS : shape[1] - _RADIUS] = True
+    return inner
+
+
+def _constant(values: np.ndarray, idx: np.ndarray, n_regions: int) -> np.ndarray:
+    """Per region: are all values equal? (Rounding makes their centred sum of squares > 0.)"""
+    first = np.zeros(n_regions)
+    first[idx[::-1]] = values[::-1]  # the last write wins: each region's first value
+    return np.bincount(idx, weights=values != first[idx], minlength=n_regions) == 0
+
+
+def _scores_2d(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    valid: np.ndarray,
+    data_range: float,
+    region: np.ndarray,
+    n_regions: int,
+    ratio: float,
+) -> np.ndarray:
+    """All scores of one date: (n_regions, len(SCORES)) float64."""
+    out = np.full((n_regions, len(_NAMES)), np.nan)
+    valid = valid & np.isfinite(pred) & np.isfinite(ref)
+    if not np.isfinite(data_range):
+        data_range = float(np.ptp(ref[valid])) if valid.any() else np.nan
+    out[:, _NAMES.index("data_range")] = data_range
+    reg = np.where(valid, region, -1).ravel()
+    sel = reg >= 0
+    idx = reg[sel]
+    p, r = pred.ravel()[sel], ref.ravel()[sel]
+
+    def total(w: np.ndarray) -> np.ndarray:
+        return np.bincount(idx, weights=w, minlength=n_regions)
+
+    n = np.bincount(idx, minlength=n_regions).astype(np.float64)
+    out[:, _NAMES.index("n_valid")] = n
+    if not sel.any():
+        return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = p - r
+        mse = total(d * d) / n
+        rmse = np.sqrt(mse)
+        mean_p, mean_r = total(p) / n, total(r) / n
+        cp, cr = p - mean_p[idx], r - mean_r[idx]
+        cc = total(cp * cr) / np.sqrt(total(cp * cp) * total(cr * cr))
+        cc = np.where(_constant(p, idx, n_regions) | _constant(r, idx, n_regions), np.nan, cc)
+        # SAM, stably for small angles: 2·atan2(|p̂ − r̂|, |p̂ + r̂|) with unit vectors p̂, r̂
+        norm_p, norm_r = np.sqrt(total(p * p)), np.sqrt(total(r * r))
+        up, ur = p / norm_p[idx], r / norm_r[idx]
+        sam = np.degrees(
+            2.0 * np.arctan2(np.sqrt(total((up - ur) ** 2)), np.sqrt(total((up + ur) ** 2)))
+        )
+        sam = np.where((norm_p > 0) & (norm_r > 0), sam, np.nan)
+        if data_range > 0:
+            psnr = np.where(rmse > 0, 20.0 * np.log10(data_range / rmse), np.inf)
+            psnr = np.where(n > 0, psnr, np.nan)
+            smap = _ssim_map(pred, ref, valid, data_range)
+            s_ok = (valid & _interior(valid.shape)).ravel()
+            s_idx = np.where(s_ok, region.ravel(), -1)
+            s_sel = s_idx >= 0
+            s_n = np.bincount(s_idx[s_sel], minlength=n_regions)
+            ssim_v = (
+                np.bincount(s_idx[s_sel], weights=smap.ravel()[s_sel], minlength=n_regions) / s_n
+            )
+        else:
+            psnr = ssim_v = np.full(n_regions, np.nan)
+        out[:, _NAMES.index("rmse")] = rmse
+        out[:, _NAMES.index("mae")] = total(np.abs(d)) / n
+        out[:, _NAMES.index("bias")] = total(d) / n
+        out[:, _NAMES.index("cc")] = cc
+        out[:, _NAMES.index("ssim")] = ssim_v
+        out[:, _NAMES.index("psnr")] = psnr
+        out[:, _NAMES.index("sam")] = sam
+        out[:, _NAMES.index("ergas")] = 100.0 * ratio * np.sqrt(mse / (mean_r * mean_r))
+    return out
+
+
+def _scores_block(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    valid: np.ndarray,
+    data_range: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    region_values: tuple[Any, ...] | None,
+    ratio: float,
+) -> np.ndarray:
+    """Vectorised over leading dims: ``(..., y, x)`` inputs -> ``(..., region, score)``."""
+    lead = np.broadcast_shapes(
+        pred.shape[:-2], ref.shape[:-2], valid.shape[:-2], np.shape(data_range)
+    )
+    shape2d = pred.shape[-2:]
+    pred = np.broadcast_to(pred, lead + shape2d).astype(np.float64, copy=False)
+    ref = np.broadcast_to(ref, lead + shape2d).astype(np.float64, copy=False)
+    valid = np.broadcast_to(valid, lead + shape2d)
+    data_range = np.broadcast_to(np.asarray(data_range, dtype=np.float64), lead)
+    if labels is None or region_values is None:
+        region = np.zeros(shape2d, dtype=np.int64)
+        n_regions = 1
+    else:
+        labels = np.asarray(labels)
+        labels = labels.reshape(labels.shape[-2:])
+        region = np.full(shape2d, -1, dtype=np.int64)
+        for k, v in enumerate(region_values):
+            region[labels == v] = k
+        n_regions = len(region_values)
+    out = np.empty((*lead, n_regions, len(_NAMES)))
+    for i in np.ndindex(*lead):
+        out[i] = _scores_2d(
+            pred[i], ref[i], valid[i], float(data_range[i]), region, n_regions, ratio
+        )
+    return out
+
+
+# -- public functions ----------------------------------------------------------------------------
+def ssim(
+    prediction: np.ndarray,
+    reference: np.ndarray,
+    data_range: float | None = None,
+    mask: np.ndarray | None = None,
+) -> float:
+    """SSIM of two 2-D images, ignoring NaN (and masked-out) pixels.
+
+    Wang et al. (2004) with a Gaussian window (σ = 1.5, 11 × 11), K1 = 0.01, K2 = 0.03
+    and population covariances. On gap-free images it equals
+    ``skimage.metrics.structural_similarity(prediction, reference, gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, data_range=L)``. With gaps, the local means,
+    variances and covariance of each window are Gaussian-weighted averages over the
+    window's *valid* pixels only (normalised convolution), so the values hidden under a
+    gap (and whatever is put there) never enter the score, and pixels next to a gap are
+    not pulled towards a fill value. The SSIM map is averaged over the valid pixels at
+    least 5 pixels (the window radius) from the image edge, as scikit-image does.
+
+    Parameters
+    ----------
+    prediction, reference : numpy.ndarray
+        2-D images of the same shape, at least 11 × 11, NaN where missing.
+    data_range : float, optional
+        ``L`` in the stabilising constants ``(K·L)²``. Default: the reference's max − min
+        over the valid pixels.
+    mask : numpy.ndarray of bool, optional
+        ``True`` where pixels are to be scored.
+
+    Returns
+    -------
+    float
+        Mean SSIM (NaN when no pixel is valid or ``L`` is 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ref = np.linspace(280.0, 300.0, 400).reshape(20, 20)
+    >>> float(ssim(ref, ref))
+    1.0
+    >>> pred = ref.copy()
+    >>> pred[8:12, 8:12] = np.nan
+    >>> float(ssim(pred, ref))
+    1.0
+    """
+    p, r = np.asarray(prediction, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if p.ndim != 2 or p.shape != r.shape:
+        raise ValueError(
+            f"ssim needs two 2-D images of the same shape, got {p.shape} and {r.shape}"
+        )
+    _check_window(p.shape)
+    valid = np.ones(p.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    out = _scores_2d(
+        p,
+        r,
+        valid,
+        np.nan if data_range is None else float(data_range),
+        np.zeros(p.shape, int),
+        1,
+        1.0,
+    )
+    return float(out[0, _NAMES.index("ssim")])
+
+
+def _check_window(shape: Sequence[int]) -> None:
+    if min(shape) < 2 * _RADIUS + 1:
+        raise ValueError(
+            f"images of {shape[0]} x {shape[1]} pixels are too small for SSIM's "
+            f"{2 * _RADIUS + 1} x {2 * _RADIUS + 1} Gaussian window: score images of at least "
+            f"{2 * _RADIUS + 1} pixels a side"
+        )
+
+
+def _as_kelvin_or_celsius(
+    da: xr.DataArray, units: str, input_units: str | None, role: str
+) -> xr.DataArray:
+    if da.attrs.get("units") is None and input_units is None:
+        raise ValueError(
+            f"the {role} {da.name or ''!s} has no 'units' attribute: set it "
+            f"(da.attrs['units'] = 'K') or pass input_units='K' or 'degC'"
+        )
+    src = input_units if input_units is not None else da.attrs["units"]
+    return convert_units(da.astype(np.float64), units, units=src)
+
+
+def _stack_methods(prediction: Any, units: str, input_units: str | None) -> xr.DataArray:
+    if isinstance(prediction, xr.DataArray):
+        return _as_kelvin_or_celsius(prediction, units, input_units, "prediction")
+    if isinstance(prediction, xr.Dataset | Mapping):
+        names = list(prediction.data_vars if isinstance(prediction, xr.Dataset) else prediction)
+        if not names:
+            raise ValueError("prediction is an empty Dataset/dict: give at least one method")
+        arrays = []
+        for name in names:
+            da = prediction[name]
+            if not isinstance(da, xr.DataArray):
+                raise TypeError(
+                    f"prediction[{name!r}] is a {type(da).__name__}, not an xarray.DataArray"
+                )
+            arrays.append(_as_kelvin_or_celsius(da, units, input_units, f"prediction {name!r}"))
+        # methods predicting different dates: a date a method lacks scores NaN (n_valid 0)
+        out = xr.concat(arrays, dim="method", join="outer", coords="minimal", compat="override")
+        return out.assign_coords(method=("method", np.array([str(n) for n in names], dtype=str)))
+    raise TypeError(
+        f"prediction must be an xarray.DataArray, or a Dataset/dict of DataArrays (one per method), "
+        f"got {type(prediction).__name__}"
+    )
+
+
+def _region_values(regions: xr.DataArray) -> tuple[tuple[Any, ...], list[Any], bool]:
+    """Label values, their names, and whether names come from ``flag_meanings``."""
+    values = regions.attrs.get("flag_values")
+    meanings = regions.attrs.get("flag_meanings")
+    if values is not None:
+        vals = tuple(np.atleast_1d(np.asarray(values)).tolist())
+        if isinstance(meanings, str) and len(meanings.split()) == len(vals):
+            return vals, meanings.split(), True
+        return vals, list(vals), False
+    data = np.asarray(regions.values)
+    data = data[~pd.isna(data)] if data.dtype.kind in "fc" else data
+    vals = tuple(np.unique(data).tolist())
+    return vals, list(vals), False
+
+
+def _align(pred: xr.DataArray, ref: xr.DataArray, dim: tuple[Hashable, Hashable]) -> xr.DataArray:
+    """Select the reference at the prediction's labels; raise on anything missing."""
+    for name, da in (("prediction", pred), ("reference", ref)):
+        missing = [d for d in dim if d not in da.dims]
+        if missing:
+            raise ValueError(
+                f"the {name} has dims {da.dims}, without the spatial dim(s) {missing} to score "
+                f"over: pass dim=(<y name>, <x name>)"
+            )
+    for d in dim:
+        if d in pred.coords and d in ref.coords:
+            pv, rv = pred[d].values, ref[d].values
+            if pv.shape != rv.shape or not np.array_equal(pv, rv):
+                raise ValueError(
+                    f"prediction and reference have different {d!r} coordinates: put them on "
+                    "the same grid first (e.g. prediction.interp_like(reference) or "
+                    "reference.sel(...) to the prediction's window)"
+                )
+        elif pred.sizes[d] != ref.sizes[d]:
+            raise ValueError(f"prediction and reference differ in size along {d!r}")
+    # a single date of the prediction (scalar coord) is scored against that date only
+    for c, coord in pred.coords.items():
+        if coord.ndim == 0 and c in ref.dims and c in ref.indexes:
+            try:
+                ref = ref.sel({c: coord.values})
+            except KeyError:
+                raise ValueError(
+                    f"the prediction is for {c}={coord.values}, which the reference does not have"
+                ) from None
+    shared = [d for d in pred.dims if d in ref.dims and d not in dim and d in ref.indexes]
+    for d in shared:
+        if d not in pred.indexes:
+            continue
+        missing = pred.indexes[d].difference(ref.indexes[d])
+        if len(missing):
+            shown = [str(getattr(v, "date", lambda v=v: v)()) for v in missing[:5]]
+            raise ValueError(
+                f"{len(missing)} {d!r} label(s) of the prediction are not in the reference "
+                f"(first: {shown}): score them against a reference that has them, or select "
+                f"them away with prediction.sel({d}=...)"
+            )
+        ref = ref.sel({d: pred.indexes[d]})
+    return ref
+
+
+def metrics(
+    prediction: xr.DataArray | xr.Dataset | Mapping[Hashable, xr.DataArray],
+    reference: xr.DataArray,
+    *,
+    dim: Sequence[Hashable] = ("y", "x"),
+    mask: xr.DataArray | None = None,
+    units: str = "degC",
+    data_range: float | xr.DataArray | None = None,
+    ratio: float = 30 / 1000,
+    regions: xr.DataArray | None = None,
+    input_units: str | None = None,
+) -> xr.Dataset:
+    """Score a prediction against a reference: RMSE, MAE, bias, CC, SSIM, PSNR, SAM, ERGAS.
+
+    Each date (each index of the dims other than ``dim``) is scored over its pixels valid
+    (finite) in both the prediction and the reference, and ``True`` in ``mask``. A date
+    with no such pixel gets NaN scores and ``n_valid`` 0 (no error). Both inputs are
+    converted to ``units`` first (from their ``units`` attributes), and scored in float64.
+
+    Lazy: with dask-backed input the result is dask-backed and nothing is computed until
+    asked; the spatial dims are rechunked to one chunk per date (SSIM needs the whole
+    image), and results do not depend on the chunking.
+
+    Parameters
+    ----------
+    prediction : xarray.DataArray, or Dataset / dict of DataArrays
+        The predicted LST. A Dataset or dict scores every variable (a method each)
+        and adds a ``method`` dim labelled by the variable names (select with
+        ``m.sel({"method": name})``). Methods may cover different dates: a date a
+        method has no prediction for gets NaN scores and ``n_valid`` 0.
+    reference : xarray.DataArray
+        The reference LST (e.g. the cube's ``fine`` or ``truth``). It is selected at the
+        prediction's dates; a prediction date missing from it raises a ValueError.
+    dim : (hashable, hashable)
+        The two spatial dims each score reduces over.
+    mask : xarray.DataArray of bool, optional
+        ``True`` where pixels are scored (e.g. ``ds.landcover != 0`` to leave out water);
+        broadcast against the prediction (``(y, x)`` or ``(time, y, x)``).
+    units : {"degC", "K"}
+        Units the scores are computed in (any spelling of :func:`xstf.units.normalise_units`).
+        The survey reports °C. SAM, ERGAS and SSIM depend on it (see the module notes).
+    data_range : float or xarray.DataArray, optional
+        ``L`` for SSIM and PSNR, in ``units``. Default: the reference's max − min over
+        the scored pixels of each date (the whole scene, also when ``regions`` is given).
+    ratio : float
+        Fine / coarse pixel size for ERGAS (``h/l``, 30/1000 for Landsat/MODIS;
+        ``ds.stf.metrics`` takes it from the cube's attrs).
+    regions : xarray.DataArray, optional
+        Integer labels over the spatial dims (e.g. ``ds.landcover``): adds a ``region``
+        dim with one set of scores per label. Labels and names come from the
+        ``flag_values``/``flag_meanings`` attrs when present (then a ``region_value``
+        coord holds the numbers), else from the distinct values of the map (computed
+        if dask-backed). Pixels with other labels (or NaN) are scored in no region.
+        SSIM per region is the mean of the scene's SSIM map over the region's pixels.
+    input_units : str, optional
+        Units of inputs that have no ``units`` attribute.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``rmse``, ``mae``, ``bias`` (in ``units``), ``cc``, ``ssim``, ``psnr``
+        (dB), ``sam`` (degrees), ``ergas``, ``n_valid`` (int64) and ``data_range`` (the
+        ``L`` used), each with ``long_name`` and ``units``; dims ``method`` (if any),
+        the prediction's other dims (e.g. ``time``) and ``region`` (if any).
+
+    Raises
+    ------
+    ValueError
+        Missing units, unknown units, dates or grids that do not match, images smaller
+        than the SSIM window (11 × 11), ``dim`` not two dims of the inputs.
+    TypeError
+        A prediction that is not a DataArray/Dataset/dict, or a non-boolean mask.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=64, days=40, seed=0)
+    >>> m = xstf.metrics(ds.coarse, ds.truth)
+    >>> sorted(m.data_vars)[:4]
+    ['bias', 'cc', 'data_range', 'ergas']
+    >>> m.rmse.dims, m.rmse.attrs["units"]
+    (('time',), 'degC')
+    >>> table = m.to_dataframe()  # one row per date
+    >>> len(table) == ds.sizes["time"]
+    True
+    >>> by_method = xstf.metrics({"coarse": ds.coarse, "truth": ds.truth}, ds.truth)
+    >>> # select methods with a dict: ``sel(method=...)`` is ``sel``'s own keyword
+    >>> float(by_method.rmse.sel({"method": "truth"}).max())
+    0.0
+    """
+    dim_t = tuple(dim)
+    if len(dim_t) != 2:
+        raise ValueError(f"dim must name the two spatial dims (e.g. ('y', 'x')), got {dim!r}")
+    if not isinstance(reference, xr.DataArray):
+        raise TypeError(f"reference must be an xarray.DataArray, got {type(reference).__name__}")
+    units_n = normalise_units(units)
+    ratio = float(ratio)
+    if not ratio > 0:
+        raise ValueError(f"ratio (fine / coarse pixel size) must be > 0, got {ratio}")
+    pred = _stack_methods(prediction, units_n, input_units)
+    ref = _as_kelvin_or_celsius(reference, units_n, input_units, "reference")
+    ref = _align(pred, ref, dim_t)  # type: ignore[arg-type]
+    _check_window([pred.sizes[d] for d in dim_t])
+
+    valid = pred.notnull() & ref.notnull()
+    if mask is not None:
+        if not isinstance(mask, xr.DataArray):
+            raise TypeError(f"mask must be a boolean xarray.DataArray, got {type(mask).__name__}")
+        if mask.dtype != bool:
+            raise TypeError(
+                f"mask must be boolean (True = score this pixel), got dtype {mask.dtype}; "
+                "build one with e.g. ds.landcover != 0 or da.notnull()"
+            )
+        valid = valid & mask
+    if data_range is None:
+        L: xr.DataArray = xr.DataArray(np.nan)
+    elif isinstance(data_range, xr.DataArray):
+        L = data_range.astype(np.float64)
+    else:
+        L = xr.DataArray(float(data_range))
+
+    if regions is not None:
+        if not isinstance(regions, xr.DataArray) or set(regions.dims) != set(dim_t):
+            raise ValueError(
+                f"regions must be a DataArray of labels with dims {dim_t} (e.g. ds.landcover)"
+            )
+        region_values, region_names, flagged = _region_values(regions)
+        if not region_values:
+            raise ValueError("regions has no labels (all NaN): nothing to group by")
+    else:
+        region_values, region_names, flagged = None, ["all"], False
+
+    # Spatial dims one chunk per date (SSIM sees the whole image); other dims as given.
+    def whole(da: xr.DataArray) -> xr.DataArray:
+        if da.chunks is None:
+            return da
+        return da.chunk({d: -1 for d in dim_t if d in da.dims})
+
+    core = list(dim_t)
+    args = [whole(pred), whole(ref), whole(valid), L]
+    if regions is not None:
+        keep = [c for c in regions.coords if c not in dim_t]
+        args.append(whole(regions.drop_vars(keep)))
+    scores = xr.apply_ufunc(
+        _scores_block,
+        *args,
+        input_core_dims=[core, core, core, []] + ([core] if regions is not None else []),
+        output_core_dims=[["region", "score"]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={
+            "output_sizes": {"region": len(region_names), "score": len(_NAMES)},
+            "allow_rechunk": False,
+        },
+        kwargs={"region_values": region_values, "ratio": ratio},
+        keep_attrs=False,
+    )
+    out = xr.Dataset()
+    for k, name in enumerate(_NAMES):
+        da = scores.isel(score=k, drop=True)
+        if name == "n_valid":
+            da = da.astype(np.int64)
+        if name == "data_range":
+            da = da.isel(region=0, drop=True)
+        long_name, unit = SCORES[name]
+        da.attrs = {"long_name": long_name, "units": unit or units_n}
+        out[name] = da
+    if regions is None:
+        out = out.isel(region=0, drop=True)
+    else:
+        out = out.assign_coords(region=("region", [str(n) for n in region_names]))
+        if flagged:
+            out = out.assign_coords(region_value=("region", list(region_values or ())))
+    grid_mapping = {
+        c for c in out.coords if c == "spatial_ref" or out[c].attrs.get("grid_mapping_name")
+    }
+    out = out.drop_vars(sorted(grid_mapping, key=str))
+    order = [d for d in ("method",) if d in out.dims]
+    order += [d for d in scores.dims if d not in ("method", "region", "score")]
+    order += [d for d in ("region",) if d in out.dims]
+    out = out.transpose(*order)
+    out.attrs = {
+        "title": "xstf scores",
+        "units": units_n,
+        "ratio": ratio,
+        "ssim": "Wang et al. 2004, Gaussian window sigma 1.5 (11x11), K1 0.01, K2 0.03, "
+        "population covariance, NaN-aware (valid pixels only), edge pad 5 px excluded",
+        "data_range": "given" if data_range is not None else "reference max - min per date",
+    }
+    return out
