@@ -1,0 +1,152 @@
+"""MODIS reader: the shipped HDF4 granule, QC filtering, GeoTIFF DN and scaled exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.array as dsa
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+
+from xstf.io import open_modis
+from xstf.io.modis import modis_qc_reject
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+GRANULE = DATA / "mod11a1" / "MOD11A1.A2019305.h14v09.006.hdf"
+ORLEANS = DATA / "orleans" / "modis"
+needs_granule = pytest.mark.skipif(not GRANULE.exists(), reason="../shared/data is absent")
+
+# MODIS tile grid (MODLAND): 36 x 18 tiles of 1111950.5197665 m on the sphere R=6371007.181
+TILE = 1111950.5197665
+X_MIN, Y_MAX = -20015109.354, 10007554.677
+
+
+def _qc_reject_reference(qc: np.ndarray, max_err_code: int) -> np.ndarray:
+    """Plain per-pixel reading of the MOD11A1 QC byte (user guide, table 10)."""
+    out = np.zeros(qc.shape, bool)
+    for idx, q in np.ndenumerate(qc):
+        mandatory = int(q) % 4  # bits 0-1
+        lst_error = int(q) // 64  # bits 6-7
+        out[idx] = mandatory >= 2 or lst_error > max_err_code
+    return out
+
+
+def test_qc_reject_hand_worked():
+    qc = np.array(
+        [0b00000000, 0b00000001, 0b01000001, 0b10000000, 0b11000000, 0b00000010, 0b00000011]
+    )
+    assert modis_qc_reject(qc.astype("uint8")).tolist() == [
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
+    assert modis_qc_reject(qc.astype("uint8"), max_lst_error=None).tolist() == [
+        False, False, False, False, False, True, True,
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="max_lst_error"):
+        modis_qc_reject(qc, max_lst_error=0.5)
+
+
+@pytest.mark.realdata
+@needs_granule
+def test_hdf_granule_values_grid_and_qc():
+    from pyhdf.SD import SD, SDC
+
+    out = open_modis(GRANULE, return_qc=True)
+    lst, qcm = out["lst"], out["qc_mask"]
+    assert isinstance(lst.data, dsa.Array)
+    assert lst.shape == (1, 1200, 1200) and lst.dtype == np.float32
+    assert str(lst.time.dt.date.values[0]) == "2019-11-01"
+    # grid from the MODLAND tiling formula for h14v09, pixel centres
+    res = TILE / 1200
+    assert lst.x.values[0] == pytest.approx(X_MIN + 14 * TILE + res / 2, abs=0.01)
+    assert lst.y.values[0] == pytest.approx(Y_MAX - 9 * TILE - res / 2, abs=0.01)
+    assert lst.x.values[-1] == pytest.approx(X_MIN + 15 * TILE - res / 2, abs=0.01)
+    crs = lst.rio.crs.to_dict()
+    assert crs["proj"] == "sinu" and crs["R"] == pytest.approx(6371007.181)
+    # values: an independent decoding of the raw layers
+    sd = SD(str(GRANULE), SDC.READ)
+    raw = sd.select("LST_Day_1km")[:].astype(np.float64)
+    qc = sd.select("QC_Day")[:]
+    sd.end()
+    rows = slice(300, 420)  # a band of rows keeps the pure-Python reference fast
+    rej = _qc_reject_reference(qc[rows], max_err_code=1)
+    expected = np.where((raw[rows] == 0) | rej, np.nan, raw[rows] * 0.02)
+    np.testing.assert_allclose(lst.values[0, rows], expected.astype(np.float32), rtol=1e-6)
+    assert np.array_equal(qcm.values[0, rows], rej & (raw[rows] != 0))
+    v = lst.values
+    assert 0.05 < np.isfinite(v).mean() < 1.0
+    assert 250 < np.nanmin(v) and np.nanmax(v) < 345
+    unfiltered = open_modis(GRANULE, qc=None)
+    assert int(unfiltered.notnull().sum()) >= int(lst.notnull().sum())
+    night = open_modis(GRANULE, layer="LST_Night_1km")
+    assert float(night.mean()) < float(lst.mean())  # nights are colder
+
+
+@needs_granule
+def test_hdf_unknown_layer():
+    with pytest.raises(ValueError, match="no layer 'LST_Day_5km'"):
+        open_modis(GRANULE, layer="LST_Day_5km")
+
+
+def _tif(path: Path, arr: np.ndarray, nodata=None, crs="+proj=sinu +R=6371007.181 +units=m"):
+    ny, nx = arr.shape
+    da = xr.DataArray(
+        arr[None], dims=("band", "y", "x"),
+        coords={"band": [1], "y": 5_330_000.0 - 1000.0 * np.arange(ny) - 500, "x": 136_000.0 + 1000.0 * np.arange(nx) + 500},
+    ).rio.write_crs(crs)  # fmt: skip
+    if nodata is not None:
+        da = da.rio.write_nodata(nodata)
+    da.rio.to_raster(path)
+
+
+def test_geotiff_dn_with_qc_sibling(tmp_path):
+    dn = np.array([[0, 14000, 14500], [15000, 15500, 16000]], dtype="uint16")
+    qc = np.array([[2, 0, 0b01000001], [0b10000001, 0, 3]], dtype="uint8")
+    _tif(tmp_path / "MOD11A1.A2020183.LST_Day_1km.tif", dn)
+    _tif(tmp_path / "MOD11A1.A2020183.QC_Day.tif", qc)
+    lst = open_modis(tmp_path / "*LST_Day_1km.tif")
+    rej = _qc_reject_reference(qc, 1)
+    expected = np.where((dn == 0) | rej, np.nan, dn * 0.02)
+    np.testing.assert_allclose(lst.values[0], expected.astype(np.float32), rtol=1e-6)
+    assert str(lst.time.dt.date.values[0]) == "2020-07-01"
+
+
+def test_geotiff_dn_without_qc_warns(tmp_path):
+    _tif(tmp_path / "MOD11A1.A2020183.LST_Day_1km.tif", np.full((2, 2), 15000, "uint16"))
+    with pytest.warns(UserWarning, match="not quality-filtered"):
+        open_modis(tmp_path)
+
+
+def test_geotiff_scaled_celsius(tmp_path):
+    a = np.array([[0.0, 10.0], [-2.5, 0.83]])
+    _tif(tmp_path / "2017_01_19.tif", a, nodata=0.0)
+    with pytest.warns(UserWarning, match="0 °C"):
+        lst = open_modis(tmp_path, units="degC")
+    np.testing.assert_allclose(
+        lst.values[0], np.where(a == 0, np.nan, a + 273.15).astype("float32"), atol=1e-4
+    )
+
+
+def test_mixed_formats_refused(tmp_path):
+    _tif(tmp_path / "2017_01_19.tif", np.full((2, 2), 300.0))
+    (tmp_path / "MOD11A1.A2019305.h14v09.006.hdf").write_bytes(b"")
+    with pytest.raises(ValueError, match="mix HDF"):
+        open_modis(tmp_path)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not ORLEANS.exists(), reason="../shared/data is absent")
+def test_orleans_modis_exports():
+    with pytest.warns(UserWarning, match="0 °C"):
+        lst = open_modis(ORLEANS, units="degC")
+    assert lst.shape == (5, 13, 13)
+    assert lst.rio.crs.to_dict()["proj"] == "sinu"
+    v = lst.values
+    assert 255 < np.nanmin(v) and np.nanmax(v) < 330
