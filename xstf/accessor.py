@@ -148,17 +148,20 @@ class STFAccessor:
         return _PlotNamespace(self._ds)
 
     # -- fusion ---------------------------------------------------------------------------------
-    def estarfm(self, **kwargs: Any) -> xr.DataArray:
-        """ESTARFM fusion (numba over dask). See :func:`xstf.estarfm`."""
+    def estarfm(self, targets: Any = None, pairs: Any = None, **kwargs: Any) -> xr.DataArray:
+        """ESTARFM fusion (numba over dask); ``bias_correction=True`` for ubESTARFM.
+
+        See :func:`xstf.fusion.estarfm.estarfm` for every parameter.
+        """
         from .fusion.estarfm import estarfm
 
-        return estarfm(self._ds, **kwargs)
+        return estarfm(self._ds, targets, pairs, **kwargs)
 
-    def starfm(self, **kwargs: Any) -> xr.DataArray:
-        """STARFM fusion (numba over dask). See :func:`xstf.starfm`."""
+    def starfm(self, targets: Any = None, pairs: Any = None, **kwargs: Any) -> xr.DataArray:
+        """STARFM fusion (numba over dask). See :func:`xstf.fusion.starfm.starfm`."""
         from .fusion.starfm import starfm
 
-        return starfm(self._ds, **kwargs)
+        return starfm(self._ds, targets, pairs, **kwargs)
 
     def fill_gaps(self, **kwargs: Any) -> xr.Dataset:
         """Fill cloud gaps, keeping a ``filled`` mask. See :func:`xstf.gapfill.fill_gaps`."""
