@@ -61,11 +61,18 @@ def main() -> None:
             jobs.append(("edcstfn", tmp / "edcstfn.pt"))
         for name, model in jobs:
             times, results = {}, {}
-            fuse_to_zarr(tmp / "cube.zarr", tmp / "warm.zarr", targets[:1], model)  # compile / cache
-            times["threaded"] = fuse_to_zarr(tmp / "cube.zarr", tmp / "threaded.zarr", targets, model)
+            fuse_to_zarr(
+                tmp / "cube.zarr", tmp / "warm.zarr", targets[:1], model
+            )  # compile / cache
+            times["threaded"] = fuse_to_zarr(
+                tmp / "cube.zarr", tmp / "threaded.zarr", targets, model
+            )
             results["threaded"] = xr.open_zarr(tmp / "threaded.zarr").fused.values
             for n in (1, 2):
-                with LocalCluster(n_workers=n, threads_per_worker=1, processes=True) as cl, Client(cl):
+                with (
+                    LocalCluster(n_workers=n, threads_per_worker=1, processes=True) as cl,
+                    Client(cl),
+                ):
                     fuse_to_zarr(tmp / "cube.zarr", tmp / "warm.zarr", targets[:1], model)
                     times[f"{n} worker(s)"] = fuse_to_zarr(
                         tmp / "cube.zarr", tmp / f"w{n}.zarr", targets, model
@@ -76,7 +83,9 @@ def main() -> None:
             )
             print(f"\n{name}: identical results across schedulers: {same}")
             for k, v in times.items():
-                print(f"  {k:>12}: {v:7.2f} s  ({len(targets) * args.size**2 / v / 1e6:.2f} Mpixel/s)")
+                print(
+                    f"  {k:>12}: {v:7.2f} s  ({len(targets) * args.size**2 / v / 1e6:.2f} Mpixel/s)"
+                )
             print(f"  speed-up 2 workers vs 1: {times['1 worker(s)'] / times['2 worker(s)']:.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

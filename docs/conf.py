@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import sphinx_autosummary_accessors
 
@@ -47,3 +48,12 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"xstf {release}"
 html_static_path = ["_static"]
 html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
+
+# The example notebooks live in ../examples (where users find them); copy them in so that
+# myst-nb executes and renders them as part of the docs build.
+_here = os.path.dirname(os.path.abspath(__file__))
+_dst = os.path.join(_here, "examples")
+os.makedirs(_dst, exist_ok=True)
+for _name in sorted(os.listdir(os.path.join(_here, "..", "examples"))):
+    if _name.endswith(".ipynb"):
+        shutil.copyfile(os.path.join(_here, "..", "examples", _name), os.path.join(_dst, _name))

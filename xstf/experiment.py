@@ -90,7 +90,11 @@ class ExperimentResult:
 
     def table(self, by: str = "method") -> pd.DataFrame:
         """Mean of the six scores (and MAE, bias) over the test dates, one row per ``by``."""
-        cols = [v for v in ("rmse", "mae", "bias", "cc", "ssim", "psnr", "sam", "ergas") if v in self.scores]
+        cols = [
+            v
+            for v in ("rmse", "mae", "bias", "cc", "ssim", "psnr", "sam", "ergas")
+            if v in self.scores
+        ]
         df = self.scores[cols].to_dataframe()[cols]
         return df.groupby(level=by).mean()
 
@@ -199,16 +203,34 @@ def variability(
     for t in targets:
         ref = _cube.reference_pairs(pairs, t, n=1)[0]
         d = (ds[coarse].sel(time=t) - ds[coarse].sel(time=ref)).values
-        rows.append((float(np.nanstd(d)), float(np.nanmean(d))) if np.isfinite(d).any() else (np.nan, np.nan))
+        rows.append(
+            (float(np.nanstd(d)), float(np.nanmean(d)))
+            if np.isfinite(d).any()
+            else (np.nan, np.nan)
+        )
     arr = np.array(rows, dtype=float).reshape(-1, 2)
     med = np.nanmedian(arr[:, 0]) if np.isfinite(arr[:, 0]).any() else np.nan
-    thr = float(threshold) if threshold is not None else float(max(1.0, 1.5 * med)) if np.isfinite(med) else 1.0
+    thr = (
+        float(threshold)
+        if threshold is not None
+        else float(max(1.0, 1.5 * med))
+        if np.isfinite(med)
+        else 1.0
+    )
     time = pd.DatetimeIndex(list(targets), name="time")
     return xr.Dataset(
         {
-            "change_std": ("time", arr[:, 0], {"units": "K", "long_name": "spatial std of the coarse change"}),
+            "change_std": (
+                "time",
+                arr[:, 0],
+                {"units": "K", "long_name": "spatial std of the coarse change"},
+            ),
             "change_mean": ("time", arr[:, 1], {"units": "K", "long_name": "mean coarse change"}),
-            "strong": ("time", arr[:, 0] > thr, {"long_name": "strong spatio-temporal variability"}),
+            "strong": (
+                "time",
+                arr[:, 0] > thr,
+                {"long_name": "strong spatio-temporal variability"},
+            ),
         },
         coords={"time": time},
         attrs={"threshold_K": thr},
@@ -226,7 +248,12 @@ def _predict(
 
         t0 = time.perf_counter()
         out = estarfm(
-            cube, targets=targets, fine=fine, coarse=coarse, bias_correction=method == "ubestarfm", **opts
+            cube,
+            targets=targets,
+            fine=fine,
+            coarse=coarse,
+            bias_correction=method == "ubestarfm",
+            **opts,
         ).compute()
         timing["predict_s"] = time.perf_counter() - t0
         return out, timing
@@ -328,11 +355,17 @@ def run(
     methods = [m.lower() for m in methods if m.lower() != BASELINE]
     for m in methods:
         if progress:
-            print(f"xstf experiment: {m} on {len(test_dates)} test date(s)", file=sys.stderr, flush=True)
+            print(
+                f"xstf experiment: {m} on {len(test_dates)} test date(s)",
+                file=sys.stderr,
+                flush=True,
+            )
         out, timing = _predict(m, train_cube, test_dates, fine, coarse, options, seed, progress)
         predictions[m] = out.drop_vars([c for c in out.coords if c not in ("time", "y", "x")])
         timings[m] = timing
-    preds = xr.Dataset({k: v.reindex(time=test_dates).astype("float32") for k, v in predictions.items()})
+    preds = xr.Dataset(
+        {k: v.reindex(time=test_dates).astype("float32") for k, v in predictions.items()}
+    )
     preds = preds.assign_coords(y=ds["y"], x=ds["x"])
 
     labels = None
@@ -344,7 +377,9 @@ def run(
     scores = metrics(preds, truth, ratio=ratio).compute()
     if labels is not None:
         by_region = metrics(preds, truth, ratio=ratio, regions=labels).compute()
-        scores = scores.assign({f"{k}_by_region": by_region[k] for k in ("rmse", "ssim", "cc", "bias")})
+        scores = scores.assign(
+            {f"{k}_by_region": by_region[k] for k in ("rmse", "ssim", "cc", "bias")}
+        )
     var = variability(ds, test_dates, train, coarse=coarse, threshold=variability_threshold)
     scores = scores.assign_coords(strong_variability=("time", var.strong.values))
     info = {
@@ -373,14 +408,19 @@ def _versions() -> dict[str, str]:
 
 def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join([df.index.name or "", *cols]) + " |", "|" + " --- |" * (len(cols) + 1)]
+    lines = [
+        "| " + " | ".join([df.index.name or "", *cols]) + " |",
+        "|" + " --- |" * (len(cols) + 1),
+    ]
     for idx, row in df.iterrows():
         cells = [format(v, floatfmt) if isinstance(v, float | np.floating) else str(v) for v in row]
         lines.append("| " + " | ".join([str(idx), *cells]) + " |")
     return "\n".join(lines)
 
 
-def write_report(result: ExperimentResult, out: str | Path, ds: xr.Dataset, overwrite: bool = False) -> Path:
+def write_report(
+    result: ExperimentResult, out: str | Path, ds: xr.Dataset, overwrite: bool = False
+) -> Path:
     """Write the experiment's report folder.
 
     Files: ``scores.csv`` (method × date × score), ``scores.nc``,
@@ -418,10 +458,16 @@ def write_report(result: ExperimentResult, out: str | Path, ds: xr.Dataset, over
 
     out = Path(out)
     if (out / "report.md").exists() and not overwrite:
-        raise FileExistsError(f"{out / 'report.md'} exists: choose another folder or pass overwrite=True")
+        raise FileExistsError(
+            f"{out / 'report.md'} exists: choose another folder or pass overwrite=True"
+        )
     out.mkdir(parents=True, exist_ok=True)
     s = result.scores
-    keep = [v for v in ("rmse", "mae", "bias", "cc", "ssim", "psnr", "sam", "ergas", "n_valid") if v in s]
+    keep = [
+        v
+        for v in ("rmse", "mae", "bias", "cc", "ssim", "psnr", "sam", "ergas", "n_valid")
+        if v in s
+    ]
     long = s[keep].to_dataframe()[keep]
     long.to_csv(out / "scores.csv")
     s.to_netcdf(out / "scores.nc", engine="netcdf4")
@@ -437,7 +483,9 @@ def write_report(result: ExperimentResult, out: str | Path, ds: xr.Dataset, over
     best, worst = mean_rmse.idxmin("time").values, mean_rmse.idxmax("time").values
     ref_name = result.info.get("reference", "fine")
     for label, t in (("best", best), ("worst", worst)):
-        fig = plot.compare(ds, {m: result.predictions[m] for m in methods or [BASELINE]}, t, reference=ref_name)
+        fig = plot.compare(
+            ds, {m: result.predictions[m] for m in methods or [BASELINE]}, t, reference=ref_name
+        )
         fig.savefig(out / f"compare_{label}.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
         figures.append(f"compare_{label}.png")
@@ -453,8 +501,13 @@ def write_report(result: ExperimentResult, out: str | Path, ds: xr.Dataset, over
     parts = []
     for label, sel in (("strong variability", strong), ("other dates", ~strong)):
         if sel.any():
-            sub = s[["rmse", "ssim", "cc"]].isel(time=np.flatnonzero(sel)).mean("time").to_dataframe()
-            parts.append(f"**{label}** ({int(sel.sum())} date(s)):\n\n" + _markdown(sub[["rmse", "ssim", "cc"]]))
+            sub = (
+                s[["rmse", "ssim", "cc"]].isel(time=np.flatnonzero(sel)).mean("time").to_dataframe()
+            )
+            parts.append(
+                f"**{label}** ({int(sel.sum())} date(s)):\n\n"
+                + _markdown(sub[["rmse", "ssim", "cc"]])
+            )
     per_date = s["rmse"].to_pandas()
     per_date.columns = [str(pd.Timestamp(c).date()) for c in per_date.columns]
     timing = pd.DataFrame(result.timings).T.reindex(columns=["fit_s", "predict_s"])
@@ -463,7 +516,8 @@ def write_report(result: ExperimentResult, out: str | Path, ds: xr.Dataset, over
     var.index = [str(pd.Timestamp(t).date()) for t in var.index]
     var.index.name = "date"
     beats = {
-        m: int((s["rmse"].sel({"method": m}) < s["rmse"].sel({"method": BASELINE})).sum()) for m in methods
+        m: int((s["rmse"].sel({"method": m}) < s["rmse"].sel({"method": BASELINE})).sum())
+        for m in methods
     }
     info = result.info
     text = f"""# xstf experiment report
@@ -522,7 +576,9 @@ def _load_cube(args: argparse.Namespace) -> xr.Dataset:
     if args.synthetic:
         from .datasets import synthetic
 
-        return synthetic(size=args.size, days=args.days, seed=args.seed, cloud_fraction=args.cloud_fraction)
+        return synthetic(
+            size=args.size, days=args.days, seed=args.seed, cloud_fraction=args.cloud_fraction
+        )
     if args.cube:
         return xr.open_zarr(args.cube)
     if args.orleans:
@@ -545,7 +601,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--methods", default="estarfm,starfm,edcstfn", help="comma-separated methods")
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing report")
-    ap.add_argument("--test", type=float, default=None, help="share of pairs held out (default 8/51)")
+    ap.add_argument(
+        "--test", type=float, default=None, help="share of pairs held out (default 8/51)"
+    )
     ap.add_argument("--reference", default=None, help="variable to score against (default: fine)")
     ap.add_argument("--size", type=int, default=256, help="synthetic: pixels a side")
     ap.add_argument("--days", type=int, default=365, help="synthetic: number of days")

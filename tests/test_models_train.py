@@ -1,0 +1,251 @@
+"""Masked losses and the generic training loop of xstf.models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("pytorch_msssim")
+
+from skimage.metrics import structural_similarity  # noqa: E402
+
+import xstf  # noqa: E402
+from xstf.models import losses  # noqa: E402
+from xstf.models.checkpoint import load_model  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def _rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# -- losses -------------------------------------------------------------------------------------
+def test_masked_mse_l1_match_numpy():
+    p, t = _rand(2, 1, 7, 5, seed=1), _rand(2, 1, 7, 5, seed=2)
+    valid = _rand(2, 1, 7, 5, seed=3) > 0
+    t_nan = t.clone()
+    t_nan[~valid] = float("nan")
+    pn, tn, vn = p.numpy(), t.numpy(), valid.numpy()
+    assert float(losses.masked_mse(p, t_nan, valid)) == pytest.approx(
+        np.mean((pn[vn] - tn[vn]) ** 2), rel=1e-5
+    )
+    assert float(losses.masked_l1(p, t_nan, valid)) == pytest.approx(
+        np.mean(np.abs(pn[vn] - tn[vn])), rel=1e-5
+    )
+
+
+def test_masked_losses_ignore_invalid_pixels_and_their_gradient():
+    p = _rand(2, 1, 48, 48, seed=4).requires_grad_(True)
+    t = _rand(2, 1, 48, 48, seed=5)
+    valid = torch.ones(2, 1, 48, 48, dtype=torch.bool)
+    valid[:, :, 10:20, 5:30] = False
+    t2 = t.clone()
+    t2[~valid.expand_as(t2)] = 1e6  # garbage where invalid
+    for fn in (losses.masked_mse, losses.masked_l1, losses.masked_cosine_loss):
+        a, b = fn(p, t, valid), fn(p, t2, valid)
+        assert float(a.detach()) == pytest.approx(float(b.detach()), rel=1e-6)
+        (g,) = torch.autograd.grad(a, p)
+        assert torch.all(g[~valid.expand_as(g)] == 0)
+    a = losses.masked_ms_ssim_loss(p, t, valid)
+    b = losses.masked_ms_ssim_loss(p, t2, valid)
+    assert float(a.detach()) == pytest.approx(float(b.detach()), rel=1e-6)
+
+
+def test_no_valid_pixel_gives_zero_loss():
+    p = _rand(1, 1, 40, 40).requires_grad_(True)
+    none = torch.zeros(1, 1, 40, 40, dtype=torch.bool)
+    for fn in (
+        losses.masked_mse,
+        losses.masked_l1,
+        losses.masked_cosine_loss,
+        losses.masked_ms_ssim_loss,
+    ):
+        out = fn(p, p.detach() + 1, none)
+        assert float(out.detach()) == 0.0
+        out.backward()
+
+
+def test_single_scale_ssim_matches_scikit_image():
+    # patches of 32 px use single-scale SSIM with the 11-px, sigma 1.5 window
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, 1, (32, 32)).astype(np.float32)
+    p = (t + rng.normal(0, 0.2, t.shape)).astype(np.float32)
+    tt, pt = torch.from_numpy(t)[None, None], torch.from_numpy(p)[None, None]
+    valid = torch.ones_like(tt, dtype=torch.bool)
+    lo = float(t.min())
+    ref = structural_similarity(
+        p - lo,
+        t - lo,
+        data_range=1.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
+    got = 1.0 - float(losses.masked_ms_ssim_loss(pt, tt, valid, data_range=1.0))
+    assert got == pytest.approx(ref, abs=2e-4)
+
+
+def test_ms_ssim_masked_equals_ms_ssim_with_target_filled_by_prediction():
+    from pytorch_msssim import ms_ssim
+
+    p, t = _rand(2, 1, 95, 95, seed=6), _rand(2, 1, 95, 95, seed=7)
+    valid = _rand(2, 1, 95, 95, seed=8) > -1.0
+    filled = torch.where(valid, t, p)
+    lo = t[valid].min()
+    span = float(t[valid].max() - lo)
+    ref = 1 - ms_ssim(p - lo, filled - lo, data_range=span, win_size=5)
+    got = losses.masked_ms_ssim_loss(p, t, valid)
+    assert float(got) == pytest.approx(float(ref), rel=1e-6)
+    assert losses.ms_ssim_window(95) == (5, 5)
+    assert 0.0 < float(got) <= 1.0
+
+
+def test_cosine_loss_matches_numpy():
+    p, t = _rand(3, 1, 6, 6, seed=9), _rand(3, 1, 6, 6, seed=10)
+    valid = _rand(3, 1, 6, 6, seed=11) > 0
+    got = float(losses.masked_cosine_loss(p, t, valid))
+    ref = []
+    for i in range(3):
+        v = valid[i].numpy()
+        a, b = p[i].numpy()[v], t[i].numpy()[v]
+        ref.append(1 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    assert got == pytest.approx(np.mean(ref), rel=1e-5)
+
+
+def test_loss_input_errors():
+    p = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="shapes differ"):
+        losses.masked_mse(p, torch.zeros(1, 1, 4, 5), torch.ones(1, 1, 4, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="bool"):
+        losses.masked_l1(p, p, torch.ones(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="broadcastable"):
+        losses.masked_mse(p, p, torch.ones(1, 1, 3, 4, dtype=torch.bool))
+
+
+# -- the training loop --------------------------------------------------------------------------
+TINY = dict(
+    epochs=2, batch_size=8, patch_size=32, stride=16, width=4, ae_epochs=1, max_patches=16,
+    progress=False, device="cpu",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cube():
+    return xstf.datasets.synthetic(size=64, days=100, seed=0, cloud_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny(cube):
+    return xstf.models.fit(cube, "edcstfn", **TINY)
+
+
+def _weights(m):
+    return {k: v.clone() for k, v in m.net.state_dict().items()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fit_returns_model_with_config_and_history(tiny, cube):
+    assert isinstance(tiny, xstf.models.FittedModel)
+    assert [h["epoch"] for h in tiny.history] == [0, 1]
+    for h in tiny.history:
+        assert {"mse", "ssim", "feature", "loss", "val_loss", "lr"} <= set(h)
+    cfg = tiny.config
+    assert cfg["model"] == "edcstfn" and cfg["fine"] == "fine" and cfg["coarse"] == "coarse"
+    assert cfg["resolution_ratio"] == pytest.approx(1000 / 30)
+    assert cfg["model_options"] == {"width": 4} and cfg["train_options"] == {"ae_epochs": 1}
+    split = cfg["split"]
+    assert split["test"] and split["val"]
+    assert not set(split["test"]) & set(split["train"]) and not set(split["val"]) & set(
+        split["train"]
+    )
+    pairs = [d.isoformat() for d in xstf.cube.pair_dates(cube)]
+    assert sorted(split["train"] + split["val"] + split["test"]) == pairs
+    assert cfg["train_patches"] == 16
+    assert not tiny.net.training
+    assert "edcstfn" in repr(tiny)
+
+
+def test_fit_is_deterministic_on_cpu(tiny, cube):
+    again = xstf.models.fit(cube, "edcstfn", **TINY)
+    assert _same(_weights(again), _weights(tiny))
+    other = xstf.models.fit(cube, "edcstfn", **{**TINY, "seed": 1})
+    assert not _same(_weights(other), _weights(tiny))
+
+
+def test_test_dates_never_reach_training(tiny, cube):
+    """Scrambling the test date's images changes nothing in the fitted weights."""
+    test = pd.DatetimeIndex(tiny.config["split"]["test"])
+    rng = np.random.default_rng(0)
+    scrambled = cube.copy(deep=True)
+    for v in ("fine", "coarse"):
+        vals = scrambled[v].sel(time=test).values
+        scrambled[v].loc[{"time": test}] = vals[..., rng.permutation(vals.shape[-1])] + 15.0
+    m = xstf.models.fit(scrambled, "edcstfn", **TINY)
+    assert m.config["split"] == tiny.config["split"]
+    assert (m.mean, m.std) == (tiny.mean, tiny.std)
+    assert _same(_weights(m), _weights(tiny))
+    # ...while scrambling a training date does change them (the test can fail)
+    train0 = pd.DatetimeIndex(tiny.config["split"]["train"][1:2])
+    scrambled = cube.copy(deep=True)
+    scrambled["fine"].loc[{"time": train0}] = scrambled.fine.sel(time=train0).values + 15.0
+    m2 = xstf.models.fit(scrambled, "edcstfn", **TINY)
+    assert not _same(_weights(m2), _weights(tiny))
+
+
+def test_early_stopping_and_best_weights(cube):
+    m = xstf.models.fit(cube, "edcstfn", **{**TINY, "epochs": 10, "patience": 2, "lr": 0.0})
+    # lr 0: the validation loss never improves after the first epoch -> stop after 3 epochs
+    assert len(m.history) == 3 and m.config["best_epoch"] == 0
+
+
+def test_resume_continues_like_an_uninterrupted_run(cube, tmp_path):
+    full = xstf.models.fit(cube, "edcstfn", **{**TINY, "epochs": 3}, checkpoint_dir=tmp_path / "a")
+    xstf.models.fit(cube, "edcstfn", **TINY, checkpoint_dir=tmp_path / "b")
+    resumed = xstf.models.fit(
+        cube, "edcstfn", **{**TINY, "epochs": 3}, resume=tmp_path / "b" / "last.pt",
+        checkpoint_dir=tmp_path / "b",
+    )  # fmt: skip
+    assert len(resumed.history) == 3
+    for h1, h2 in zip(full.history, resumed.history, strict=True):
+        assert h1["val_loss"] == pytest.approx(h2["val_loss"], rel=1e-6)
+        assert h1["loss"] == pytest.approx(h2["loss"], rel=1e-6)
+    assert _same(_weights(full), _weights(resumed))
+    best = load_model(tmp_path / "a" / "best.pt")
+    assert _same(_weights(best), _weights(full))
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        xstf.models.fit(cube, "edcstfn", **TINY, checkpoint_dir=tmp_path / "a")
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        xstf.models.fit(cube, "edcstfn", **TINY, resume=tmp_path / "a" / "best.pt")
+
+
+def test_fit_errors(cube):
+    few = xstf.datasets.synthetic(size=48, days=40, seed=0, cloud_fraction=0.0)
+    with pytest.raises(xstf.CubeError, match=r"the cube has 3 pair\(s\)"):
+        xstf.models.fit(few, "edcstfn", **TINY)
+    with pytest.raises(ValueError, match="unknown deep model"):
+        xstf.models.fit(cube, "unet", **TINY)
+    with pytest.raises(ValueError, match="larger than the scene"):
+        xstf.models.fit(cube, "edcstfn", **{**TINY, "patch_size": 95})
+    with pytest.raises(xstf.CubeError, match="no training patch"):
+        holes = cube.copy(deep=True)
+        holes["fine"][:] = holes.fine.where(holes.x < holes.x[8])
+        xstf.models.fit(holes, "edcstfn", **{**TINY, "min_coverage": 0.1, "min_valid": 0.9})
+
+
+def test_fit_without_validation_dates_validates_on_training_patches():
+    few = xstf.datasets.synthetic(size=48, days=40, seed=0, cloud_fraction=0.0)  # 3 pairs
+    with pytest.warns(UserWarning, match="no validation date"):
+        m = xstf.models.fit(few, "edcstfn", **{**TINY, "epochs": 1}, split=(0, 0))
+    assert m.config["split"]["val"] == [] and len(m.config["split"]["train"]) == 3
+    assert m.config["val_patches"] == m.config["train_patches"]
+
+
+def test_accessor_fit(cube):
+    m = cube.stf.fit("edcstfn", **{**TINY, "epochs": 1})
+    assert len(m.history) == 1

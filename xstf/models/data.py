@@ -1,0 +1,432 @@
+"""Training samples for the deep models: split by date, patches, normalisation, a torch Dataset.
+
+A *sample* is a target pair date and its reference pair dates,
+``(C_ref…, F_ref…, C_tgt) -> F_tgt``, the references chosen with
+:func:`xstf.cube.reference_pairs` (the rule prediction uses too). The pair dates
+are split into training, validation and test dates (never mixing a date between
+them); training samples take their targets *and* references among the training
+dates only, validation samples their references among the training dates, so no
+validation or test date ever reaches the training loss.
+
+Patches (95 × 95, stride 20 by default, the survey's protocol) are cut from every
+sample; a patch is kept when at least ``min_valid`` of its target pixels are valid.
+Values are normalised with one mean and standard deviation fitted on the training
+dates (fine and coarse valid pixels together) and stored with the model. Missing
+pixels are filled with 0 (the normalised mean) *and* flagged: ``tgt_valid`` (fine
+and coarse target both valid) decides which pixels count in the masked loss,
+``ref_valid`` marks reference pixels valid in both the fine and coarse reference.
+
+Only the torch Dataset (:class:`PatchDataset`) imports torch; the rest of this
+module is numpy/xarray.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .. import cube as _cube
+from ..errors import CubeError
+
+__all__ = [
+    "Sample",
+    "Split",
+    "normalisation",
+    "patch_origins",
+    "samples",
+    "select_patches",
+    "split_dates",
+]
+
+#: Default (validation, test) shares of the pair dates.
+DEFAULT_SPLIT = (0.15, 0.15)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training/validation/test sample: a target pair date and its reference pair dates."""
+
+    target: pd.Timestamp
+    refs: tuple[pd.Timestamp, ...]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Pair dates split into training, validation and test dates (disjoint, increasing)."""
+
+    train: tuple[pd.Timestamp, ...]
+    val: tuple[pd.Timestamp, ...]
+    test: tuple[pd.Timestamp, ...]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """ISO date strings per part (JSON-friendly, stored in the model's config)."""
+        return {k: [d.isoformat() for d in getattr(self, k)] for k in ("train", "val", "test")}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Iterable[Any]]) -> Split:
+        """Inverse of :meth:`to_dict`."""
+        return cls(*(tuple(pd.to_datetime(list(d.get(k, [])))) for k in ("train", "val", "test")))
+
+
+def _dates(values: Iterable[Any], what: str) -> list[pd.Timestamp]:
+    if isinstance(values, (str, pd.Timestamp, np.datetime64)):
+        values = [values]
+    try:
+        return [pd.Timestamp(v) for v in values]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"split[{what!r}] must be a list of dates: {err}") from None
+
+
+def split_dates(
+    pairs: Sequence[Any],
+    split: Mapping[str, Any] | Sequence[float] | None = None,
+    n_refs: int = 2,
+) -> Split:
+    """Split pair dates into training, validation and test dates.
+
+    Parameters
+    ----------
+    pairs : sequence of datetime-like
+        The cube's pair dates (:func:`xstf.cube.pair_dates`).
+    split : dict, (float, float) or None
+        Either explicit dates, ``{"train": [...], "val": [...], "test": [...]}``
+        (``train`` defaults to the pairs not named elsewhere; every date must be a
+        pair), or the ``(validation, test)`` shares of the pairs (default
+        ``(0.15, 0.15)``; a positive share gives at least one date). With shares,
+        the validation and test dates are spread evenly over the interior pairs
+        (the first and last pairs stay in training so that targets are bracketed),
+        alternating test, validation, test...; deterministic. With no validation
+        date (``(0, 0)``, or a dict without ``"val"`` dates), :func:`xstf.models.fit`
+        computes the validation loss on the training patches (and warns).
+    n_refs : int
+        Reference pairs per sample: training needs at least ``n_refs + 1`` dates.
+
+    Returns
+    -------
+    Split
+
+    Raises
+    ------
+    CubeError
+        Too few pairs for the split (the counts are named), a date that is not a
+        pair, or a date in two parts.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> pairs = pd.date_range("2021-01-01", periods=8, freq="16D")
+    >>> s = split_dates(pairs)
+    >>> len(s.train), len(s.val), len(s.test)
+    (6, 1, 1)
+    >>> s.test[0] in s.train
+    False
+    """
+    pairs_idx = pd.DatetimeIndex(sorted(set(pd.DatetimeIndex(list(pairs)))))
+    n = len(pairs_idx)
+    if isinstance(split, Mapping):
+        unknown = set(split) - {"train", "val", "test"}
+        if unknown:
+            raise ValueError(f"split keys must be 'train', 'val', 'test'; got {sorted(unknown)}")
+        parts = {k: _dates(split[k], k) for k in ("val", "test") if k in split}
+        for k, ds_ in parts.items():
+            bad = [str(d.date()) for d in ds_ if d not in pairs_idx]
+            if bad:
+                raise CubeError(
+                    f"split[{k!r}] names date(s) {bad} that are not pairs of the cube "
+                    f"(pairs: {[str(d.date()) for d in pairs_idx]})"
+                )
+        val, test = parts.get("val", []), parts.get("test", [])
+        if "train" in split:
+            train = _dates(split["train"], "train")
+            bad = [str(d.date()) for d in train if d not in pairs_idx]
+            if bad:
+                raise CubeError(
+                    f"split['train'] names date(s) {bad} that are not pairs of the cube"
+                )
+        else:
+            train = [d for d in pairs_idx if d not in set(val) | set(test)]
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            both = set({"train": train, "val": val, "test": test}[a]) & set(
+                {"train": train, "val": val, "test": test}[b]
+            )
+            if both:
+                raise CubeError(
+                    f"date(s) {sorted(str(d.date()) for d in both)} are in both split[{a!r}] and "
+                    f"split[{b!r}]: a date belongs to one part only"
+                )
+    else:
+        shares = DEFAULT_SPLIT if split is None else tuple(float(s) for s in split)
+        if len(shares) != 2 or any(s < 0 for s in shares) or sum(shares) >= 1:
+            raise ValueError(
+                f"split shares must be (validation, test), each >= 0, summing to < 1; got {split!r}"
+            )
+        n_val = max(1, round(shares[0] * n)) if shares[0] > 0 else 0
+        n_test = max(1, round(shares[1] * n)) if shares[1] > 0 else 0
+        interior = list(pairs_idx[1:-1])
+        k = n_val + n_test
+        if k > len(interior):
+            raise CubeError(
+                f"the cube has {n} pair(s); the split needs {n_val} validation + {n_test} test "
+                f"date(s) among the {len(interior)} interior pair(s) plus at least {n_refs + 1} "
+                f"training pairs. Add dates, lower min_coverage, or pass split=(0, 0) (no validation "
+                "or test date) or explicit dates"
+            )
+        pos = (
+            np.unique(np.round(np.linspace(0, len(interior) - 1, k + 2)[1:-1]).astype(int))
+            if k
+            else []
+        )
+        pos = list(pos)
+        extra = [i for i in range(len(interior)) if i not in pos]
+        while len(pos) < k:  # rounding merged positions: take the remaining ones in order
+            pos.append(extra.pop(0))
+        pos = sorted(pos)
+        test, val = [], []
+        for j, p in enumerate(pos):
+            (test if (j % 2 == 0 and len(test) < n_test) or len(val) >= n_val else val).append(
+                interior[p]
+            )
+        train = [d for d in pairs_idx if d not in set(val) | set(test)]
+    if len(train) < n_refs + 1:
+        raise CubeError(
+            f"the split leaves {len(train)} training pair(s) (of {n} pairs: {len(val)} validation, "
+            f"{len(test)} test); training needs at least {n_refs + 1} (a target and {n_refs} "
+            "reference pair(s)). Add dates, lower min_coverage, or give fewer validation/test dates"
+        )
+    return Split(tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test)))
+
+
+def samples(
+    targets: Iterable[Any], ref_pool: Iterable[Any], n_refs: int, rule: str = "bracket"
+) -> list[Sample]:
+    """One :class:`Sample` per target date, references from ``ref_pool`` by :func:`xstf.cube.reference_pairs`.
+
+    A target present in ``ref_pool`` is never its own reference.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = pd.date_range("2021-01-01", periods=4, freq="16D")
+    >>> s = samples(d[1:2], d, 2)
+    >>> [str(r.date()) for r in s[0].refs]
+    ['2021-01-01', '2021-02-02']
+    """
+    pool = list(ref_pool)
+    return [
+        Sample(pd.Timestamp(t), tuple(_cube.reference_pairs(pool, t, n=n_refs, rule=rule)))  # type: ignore[arg-type]
+        for t in targets
+    ]
+
+
+def normalisation(
+    ds: xr.Dataset, dates: Iterable[Any], fine: Hashable = "fine", coarse: Hashable = "coarse"
+) -> tuple[float, float]:
+    """Mean and standard deviation (K) of the valid fine and coarse pixels on ``dates``.
+
+    Computed in float64 over both variables together (one pass per variable on a
+    dask cube).
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=32, days=20)
+    >>> mean, std = normalisation(ds, ds.time.values[:1])
+    >>> 250 < mean < 320 and std > 0
+    True
+    """
+    import dask
+
+    sel = pd.DatetimeIndex(list(dates))
+    parts = []
+    for name in (fine, coarse):
+        da = ds[name].sel(time=sel).astype("float64")
+        parts += [da.count(), da.sum(), (da * da).sum()]
+    vals = [float(v) for v in dask.compute(*[p.data for p in parts])]
+    n = vals[0] + vals[3]
+    if n < 2:
+        raise CubeError(
+            f"no valid {fine!r}/{coarse!r} pixels on the training dates to normalise with"
+        )
+    s1, s2 = vals[1] + vals[4], vals[2] + vals[5]
+    mean = s1 / n
+    var = max(s2 / n - mean * mean, 0.0)
+    std = float(np.sqrt(var))
+    return float(mean), std if std > 0 else 1.0
+
+
+def patch_origins(n: int, size: int, stride: int) -> list[int]:
+    """Start offsets of patches of ``size`` with ``stride`` along an axis of ``n``, the last flush with the edge.
+
+    Examples
+    --------
+    >>> patch_origins(100, 95, 20)
+    [0, 5]
+    >>> patch_origins(64, 32, 16)
+    [0, 16, 32]
+    """
+    if size > n:
+        raise ValueError(
+            f"patch_size {size} is larger than the scene side ({n} px): pass a smaller patch_size"
+        )
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    out = list(range(0, n - size + 1, stride))
+    if out[-1] != n - size:
+        out.append(n - size)
+    return out
+
+
+def _valid_counts(valid: np.ndarray, size: int, ys: list[int], xs: list[int]) -> np.ndarray:
+    ii = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), dtype=np.int64)
+    ii[1:, 1:] = valid.cumsum(0).cumsum(1)
+    y0, x0 = np.asarray(ys)[:, None], np.asarray(xs)[None, :]
+    return ii[y0 + size, x0 + size] - ii[y0, x0 + size] - ii[y0 + size, x0] + ii[y0, x0]
+
+
+def select_patches(
+    ds: xr.Dataset,
+    samples_: Sequence[Sample],
+    patch_size: int,
+    stride: int,
+    min_valid: float,
+    fine: Hashable = "fine",
+    coarse: Hashable = "coarse",
+) -> list[tuple[int, int, int]]:
+    """Patches ``(sample index, y0, x0)`` with at least ``min_valid`` of valid target pixels.
+
+    Reads the target fine and coarse images one date at a time.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=48, days=40, cloud_fraction=0.0)
+    >>> d = xstf.cube.pair_dates(ds)
+    >>> len(select_patches(ds, samples(d[1:2], d, 2), 32, 16, 0.5))
+    4
+    """
+    if not 0.0 <= min_valid <= 1.0:
+        raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
+    ys = patch_origins(ds.sizes["y"], patch_size, stride)
+    xs = patch_origins(ds.sizes["x"], patch_size, stride)
+    out = []
+    need = min_valid * patch_size * patch_size
+    for i, s in enumerate(samples_):
+        f = np.asarray(ds[fine].sel(time=s.target).values)
+        c = np.asarray(ds[coarse].sel(time=s.target).values)
+        counts = _valid_counts(np.isfinite(f) & np.isfinite(c), patch_size, ys, xs)
+        for a, b in zip(*np.nonzero(counts >= max(need, 1)), strict=True):
+            out.append((i, ys[a], xs[b]))
+    return out
+
+
+def normalise(a: np.ndarray, mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
+    """``((a − mean) / std`` with NaN filled by 0, valid mask)`` as float32 and bool.
+
+    Examples
+    --------
+    >>> x, v = normalise(np.array([300.0, np.nan]), 290.0, 5.0)
+    >>> x.tolist(), v.tolist()
+    ([2.0, 0.0], [True, False])
+    """
+    valid = np.isfinite(a)
+    out = np.where(valid, (a - mean) / std, 0.0).astype(np.float32)
+    return out, valid
+
+
+class PatchDataset:
+    """A torch ``Dataset`` of normalised patches, sliced from the cube per item.
+
+    Numpy-backed cubes are sliced directly; for dask-backed cubes whole dates are
+    computed on demand and kept in a small LRU cache (``cache_dates`` images per
+    variable), so the cube is never loaded at once.
+
+    Items are dicts of float32 tensors as described in :mod:`xstf.models.base`
+    (without the batch axis).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    samples_ : sequence of Sample
+        The samples.
+    patches : sequence of (int, int, int)
+        ``(sample index, y0, x0)`` from :func:`select_patches`.
+    patch_size : int
+        Patch side.
+    mean, std : float
+        Normalisation (K).
+    fine, coarse : hashable
+        Variable names.
+    cache_dates : int
+        Dates kept per variable for dask-backed cubes.
+    """
+
+    def __init__(
+        self,
+        ds: xr.Dataset,
+        samples_: Sequence[Sample],
+        patches: Sequence[tuple[int, int, int]],
+        patch_size: int,
+        mean: float,
+        std: float,
+        fine: Hashable = "fine",
+        coarse: Hashable = "coarse",
+        cache_dates: int = 8,
+    ) -> None:
+        self.ds = ds
+        self.samples = list(samples_)
+        self.patches = list(patches)
+        self.size = int(patch_size)
+        self.mean, self.std = float(mean), float(std)
+        self.fine, self.coarse = fine, coarse
+        self.cache_dates = max(1, int(cache_dates))
+        self._cache: OrderedDict[tuple[Hashable, pd.Timestamp], np.ndarray] = OrderedDict()
+        self._time = ds.indexes["time"]
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def _image(self, var: Hashable, t: pd.Timestamp, ys: slice, xs: slice) -> np.ndarray:
+        da = self.ds[var]
+        i = self._time.get_loc(t)
+        if isinstance(da.variable._data, np.ndarray):
+            return np.asarray(da.values[i, ys, xs], dtype=np.float64)
+        key = (var, t)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+        else:
+            self._cache[key] = np.asarray(da[i].values)
+            while len(self._cache) > 2 * self.cache_dates:
+                self._cache.popitem(last=False)
+        return self._cache[key][ys, xs].astype(np.float64)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        import torch
+
+        s_idx, y0, x0 = self.patches[item]
+        s = self.samples[s_idx]
+        ys, xs = slice(y0, y0 + self.size), slice(x0, x0 + self.size)
+        m, sd = self.mean, self.std
+        c_refs, f_refs, r_valid = [], [], []
+        for r in s.refs:
+            c, cv = normalise(self._image(self.coarse, r, ys, xs), m, sd)
+            f, fv = normalise(self._image(self.fine, r, ys, xs), m, sd)
+            c_refs.append(c[None])
+            f_refs.append(f[None])
+            r_valid.append((cv & fv)[None])
+        c_t, ctv = normalise(self._image(self.coarse, s.target, ys, xs), m, sd)
+        f_t, ftv = normalise(self._image(self.fine, s.target, ys, xs), m, sd)
+        return {
+            "c_refs": torch.from_numpy(np.stack(c_refs)),
+            "f_refs": torch.from_numpy(np.stack(f_refs)),
+            "c_tgt": torch.from_numpy(c_t[None]),
+            "f_tgt": torch.from_numpy(f_t[None]),
+            "tgt_valid": torch.from_numpy((ctv & ftv)[None]),
+            "ref_valid": torch.from_numpy(np.stack(r_valid)),
+        }

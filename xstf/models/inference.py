@@ -1,0 +1,395 @@
+"""Tiled, lazy inference of the deep models (imports torch).
+
+For each target date the inputs (target coarse, then coarse and fine of each
+reference pair, chosen by :func:`xstf.cube.reference_pairs`) are normalised with
+the model's statistics, missing pixels filled with 0 and flagged, and the scene is
+predicted in tiles of ``tile`` px overlapping by ``overlap`` px, batched to the
+device. Tiles are blended with taper weights: along an edge shared with another
+tile, a tile's weight is 0 on the outer ``overlap // 4`` px and rises linearly to
+1 across the rest of the overlap, so pixels next to a tile edge (where the
+network lacks context) are taken from the neighbouring tile, and there are no
+seams. On a dask cube the same runs per date and per spatial chunk through
+:func:`dask.array.map_overlap` with a halo of ``overlap`` px, the weights shipped
+to the tasks as numpy arrays; nothing is computed until asked.
+
+NaN rules: the output is NaN where the target coarse image is NaN. Missing
+reference pixels (fine or coarse) do not make the output NaN: they are filled with
+the training mean, as in training, and the network predicts from the rest.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from .. import cube as _cube
+from ..errors import CubeError
+from . import MODULES, get_spec
+from .checkpoint import FittedModel, load_model
+from .data import normalise, patch_origins
+from .train import fit, resolve_device
+
+__all__ = ["predict", "predict_image"]
+
+log = logging.getLogger("xstf.models")
+
+_NETS: OrderedDict[tuple[str, str], torch.nn.Module] = OrderedDict()
+_NETS_LOCK = threading.Lock()
+
+
+def _taper(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
+    w = np.ones(n, dtype=np.float64)
+    ov = min(overlap, n)
+    if ov <= 0:
+        return w
+    margin = ov // 4
+    i = np.arange(ov, dtype=np.float64)
+    ramp = np.clip((i + 1 - margin) / (ov - margin), 0.0, 1.0)
+    if start:
+        w[:ov] = np.minimum(w[:ov], ramp)
+    if end:
+        w[n - ov :] = np.minimum(w[n - ov :], ramp[::-1])
+    return w
+
+
+def predict_image(
+    net: torch.nn.Module,
+    stack: np.ndarray,
+    mean: float,
+    std: float,
+    n_refs: int,
+    *,
+    tile: int = 512,
+    overlap: int = 32,
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    multiple: int = 1,
+) -> np.ndarray:
+    """Predict one date from its input stack, in blended tiles.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The prediction network (eval mode, on ``device``).
+    stack : numpy.ndarray
+        ``(1 + 2·n_refs, H, W)`` in K: target coarse, then coarse and fine of each
+        reference pair.
+    mean, std : float
+        The model's normalisation.
+    n_refs : int
+        Reference pairs.
+    tile, overlap : int
+        Tile side and overlap (px).
+    batch_size : int
+        Tiles per forward pass.
+    device : torch.device or str
+        Where ``net`` lives.
+    amp : bool
+        Autocast (bfloat16 on CPU, float16 on CUDA).
+    multiple : int
+        Tiles are padded (replicate) to a multiple of this (models that downsample).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` float32 prediction in K, NaN where the target coarse is NaN.
+    """
+    dev = torch.device(device)
+    norm, valid = normalise(np.asarray(stack, dtype=np.float64), mean, std)
+    _, h, w = norm.shape
+    th, tw = min(tile, h), min(tile, w)
+    if overlap >= min(th, tw) and (th < h or tw < w):
+        raise ValueError(f"overlap ({overlap}) must be smaller than the tile ({tile})")
+    ys = patch_origins(h, th, max(1, th - overlap))
+    xs = patch_origins(w, tw, max(1, tw - overlap))
+    out = np.zeros((h, w), dtype=np.float64)
+    wsum = np.zeros((h, w), dtype=np.float64)
+    origins = [(y, x) for y in ys for x in xs]
+    ph = -(-th // multiple) * multiple - th
+    pw = -(-tw // multiple) * multiple - tw
+    x_all = torch.from_numpy(norm)
+    cast = dict(device_type=dev.type, dtype=torch.bfloat16 if dev.type == "cpu" else torch.float16)
+    for k in range(0, len(origins), batch_size):
+        chunk = origins[k : k + batch_size]
+        tiles = torch.stack([x_all[:, y : y + th, x : x + tw] for y, x in chunk]).to(dev)
+        if ph or pw:
+            tiles = torch.nn.functional.pad(tiles, (0, pw, 0, ph), mode="replicate")
+        c_tgt = tiles[:, 0:1]
+        rest = tiles[:, 1:].reshape(tiles.shape[0], n_refs, 2, 1, *tiles.shape[-2:])
+        with torch.no_grad(), torch.autocast(**cast, enabled=amp):
+            pred = net(rest[:, :, 0], rest[:, :, 1], c_tgt)
+        pred = pred[:, 0, :th, :tw].float().cpu().numpy().astype(np.float64)
+        for (y, x), p in zip(chunk, pred, strict=True):
+            wy = _taper(th, overlap, y > 0, y + th < h)
+            wx = _taper(tw, overlap, x > 0, x + tw < w)
+            wt = wy[:, None] * wx[None, :]
+            out[y : y + th, x : x + tw] += wt * p
+            wsum[y : y + th, x : x + tw] += wt
+    res = (out / wsum * std + mean).astype(np.float32)
+    res[~valid[0]] = np.nan
+    return res
+
+
+def _cached_net(
+    token: str, device: str, spec_name: str, bands: int, options: dict, state: dict
+) -> torch.nn.Module:
+    key = (token, device)
+    with _NETS_LOCK:
+        net = _NETS.get(key)
+        if net is None:
+            net = get_spec(spec_name).build(bands=bands, **options)
+            net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+            net = net.to(device).eval()
+            _NETS[key] = net
+            while len(_NETS) > 4:
+                _NETS.popitem(last=False)
+        else:
+            _NETS.move_to_end(key)
+    return net
+
+
+def _predict_block(
+    block: np.ndarray,
+    *,
+    token: str,
+    spec_name: str,
+    bands: int,
+    options: dict,
+    state: dict,
+    mean: float,
+    std: float,
+    n_refs: int,
+    device: str,
+    **kw: Any,
+) -> np.ndarray:
+    """(t, channels, h, w) K -> (t, h, w) K; rebuilds the net once per process and call."""
+    net = _cached_net(token, device, spec_name, bands, options, state)
+    return np.stack([predict_image(net, b, mean, std, n_refs, device=device, **kw) for b in block])
+
+
+def _resolve_model(
+    ds: xr.Dataset, model: Any, device: torch.device, fit_options: dict | None
+) -> FittedModel:
+    if isinstance(model, FittedModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        key = str(model)
+        if key.lower() in MODULES and not Path(key).exists():
+            opts = dict(fit_options or {})
+            opts.setdefault("device", device)
+            log.warning(
+                "xstf: no fitted model given: fitting %r on this cube's pairs first (%s); pass a "
+                "FittedModel (xstf.models.fit) or a saved model path to skip this",
+                key.lower(), ", ".join(f"{k}={v}" for k, v in opts.items()) or "default options",
+            )  # fmt: skip
+            return fit(ds, key.lower(), **opts)
+        return load_model(key, device="cpu")
+    raise TypeError(
+        f"model must be a FittedModel, a path to a saved model or a model name "
+        f"({list(MODULES)}), got {type(model).__name__}"
+    )
+
+
+def predict(
+    ds: xr.Dataset,
+    model: Any = "edcstfn",
+    targets: Iterable[Any] | None = None,
+    *,
+    tile: int = 512,
+    overlap: int = 32,
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    amp: bool = False,
+    fine: Hashable | None = None,
+    coarse: Hashable | None = None,
+    min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
+    rule: str = "bracket",
+    fit_options: dict[str, Any] | None = None,
+) -> xr.DataArray:
+    """Predict fine LST on target dates with a deep fusion model.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube. Dask-backed -> the result is dask-backed (lazy).
+    model : FittedModel, path or str
+        A fitted model, a file saved with :meth:`FittedModel.save`, or a model name
+        (then it is first fitted on this cube's pairs with ``fit_options``, which
+        is logged).
+    targets : iterable of datetime-like, optional
+        Dates to predict (default: :func:`xstf.cube.target_dates`). A pair date is
+        predicted leave-one-out (it is not its own reference).
+    tile, overlap : int
+        Tile side and overlap in px (also the dask halo).
+    batch_size : int
+        Tiles per forward pass.
+    device : str or torch.device
+        ``"auto"``: CUDA if available, else CPU.
+    amp : bool
+        Mixed precision (bfloat16 on CPU, float16 on CUDA).
+    fine, coarse : hashable, optional
+        Variable names; default: the names the model was fitted with.
+    min_coverage : float
+        Coverage for a date to count as a pair (references).
+    rule : {"bracket", "nearest"}
+        Reference-pair rule (:func:`xstf.cube.reference_pairs`).
+    fit_options : dict, optional
+        Options for :func:`xstf.models.fit` when ``model`` is a name.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(time, y, x)`` float32 LST in K with the cube's coords, coordinates
+        ``reference_pair_1``… (along time) holding each date's reference pairs, and
+        attrs ``method`` (the model name, e.g. ``"edcstfn"``), ``parameters`` (JSON),
+        ``reference`` (citation), ``units`` — the layout of :func:`xstf.estarfm`.
+
+    Raises
+    ------
+    CubeError
+        The cube lacks the variables the model was fitted on, its resolution ratio
+        differs from the model's, a target is not in the cube, or too few pairs.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=48, days=120, seed=1, cloud_fraction=0.0)
+    >>> m = xstf.models.fit(ds, "edcstfn", epochs=1, batch_size=4, patch_size=32, stride=16,
+    ...                     width=4, ae_epochs=0, progress=False, device="cpu")
+    >>> out = xstf.models.predict(ds, m, targets=ds.time.values[5:7], device="cpu")
+    >>> out.dims, out.shape
+    (('time', 'y', 'x'), (2, 48, 48))
+    """
+    dev = resolve_device(device)
+    fm = _resolve_model(ds, model, dev, fit_options)
+    cfg = fm.config
+    fine = cfg.get("fine", "fine") if fine is None else fine
+    coarse = cfg.get("coarse", "coarse") if coarse is None else coarse
+    missing = [v for v in (fine, coarse) if v not in ds.data_vars]
+    if missing:
+        raise CubeError(
+            f"the model was fitted on variables fine={cfg.get('fine')!r}, coarse={cfg.get('coarse')!r}; "
+            f"this cube has no {missing} (variables: {sorted(map(str, ds.data_vars))}). Pass "
+            "fine=..., coarse=... to predict, or rename the cube's variables"
+        )
+    _cube.validate(ds, fine, coarse, min_coverage, require_pairs=0)
+    ratio = _cube.resolution_ratio(ds)
+    mratio = cfg.get("resolution_ratio")
+    if mratio is not None and abs(ratio - float(mratio)) > 0.01 * float(mratio):
+        raise CubeError(
+            f"the model was fitted on a cube with coarse/fine resolution ratio {float(mratio):.3g}; "
+            f"this cube's is {ratio:.3g} (attrs fine_resolution/coarse_resolution). A deep model "
+            "does not transfer across resolution ratios: fit one on this cube"
+        )
+    if tile < 8 or overlap < 0 or batch_size < 1:
+        raise ValueError(
+            f"need tile >= 8, overlap >= 0, batch_size >= 1; got {tile}, {overlap}, {batch_size}"
+        )
+    n_refs = fm.n_refs
+    pairs = _cube.pair_dates(ds, fine, coarse, min_coverage)
+    times = ds.indexes["time"]
+    if targets is None:
+        tg = _cube.target_dates(ds, fine, coarse, min_coverage)
+    else:
+        tg = pd.DatetimeIndex([pd.Timestamp(t) for t in np.atleast_1d(np.asarray(targets))])
+        absent = [str(t.date()) for t in tg if t not in times]
+        if absent:
+            raise CubeError(f"target date(s) {absent} are not in the cube's time coordinate")
+    if len(tg) == 0:
+        raise CubeError(
+            f"no target date to predict (no date with >= {min_coverage:.0%} coarse coverage that is "
+            "not a pair); pass targets=[...]"
+        )
+    refs = [_cube.reference_pairs(pairs, t, n=n_refs, rule=rule) for t in tg]  # type: ignore[arg-type]
+    ti = times.get_indexer(tg)
+    ri = [times.get_indexer(pd.DatetimeIndex([r[k] for r in refs])) for k in range(n_refs)]
+    fd, cd = ds[fine].data, ds[coarse].data
+    lazy = not isinstance(fd, np.ndarray) or not isinstance(cd, np.ndarray)
+    parts = [cd[ti]]
+    for k in range(n_refs):
+        parts += [cd[ri[k]], fd[ri[k]]]
+
+    spec = get_spec(fm.name)
+    kw = dict(
+        token=uuid.uuid4().hex,
+        spec_name=spec.name,
+        bands=int(cfg.get("bands", 1)),
+        options=dict(cfg.get("model_options", {})),
+        state={k: v.detach().cpu().numpy() for k, v in fm.net.state_dict().items()},
+        mean=fm.mean,
+        std=fm.std,
+        n_refs=n_refs,
+        device=str(dev),
+        tile=int(tile),
+        overlap=int(overlap),
+        batch_size=int(batch_size),
+        amp=bool(amp),
+        multiple=int(spec.defaults.get("size_multiple", 1)),
+    )
+    func = functools.partial(_predict_block, **kw)
+    if lazy:
+        import dask.array as da
+
+        stack = da.stack([da.asarray(p) for p in parts], axis=1).astype(np.float32)
+        stack = stack.rechunk({0: 1, 1: -1})
+        halo = int(overlap)
+        small = min(min(stack.chunks[2]), min(stack.chunks[3]))
+        if small < halo:  # map_overlap needs chunks at least as large as the halo
+            stack = stack.rechunk(
+                {2: max(halo, stack.chunks[2][0]), 3: max(halo, stack.chunks[3][0])}
+            )
+        data = da.map_overlap(
+            func,
+            stack,
+            depth={0: 0, 1: 0, 2: halo, 3: halo},
+            boundary="none",
+            drop_axis=1,
+            dtype=np.float32,
+            meta=np.array((), dtype=np.float32),
+        )
+    else:
+        stack = np.stack(parts, axis=1).astype(np.float32)
+        data = func(stack)
+    template = ds[coarse].sel(time=tg)
+    out = xr.DataArray(data, coords=template.coords, dims=template.dims, name=spec.name)
+    for k in range(n_refs):
+        name = f"reference_pair_{k + 1}"
+        out = out.assign_coords({name: ("time", pd.DatetimeIndex([r[k] for r in refs]).values)})
+        out[name].attrs["long_name"] = f"reference pair {k + 1} (in date order) used for each date"
+    params = {
+        "model": spec.name,
+        "model_options": cfg.get("model_options", {}),
+        "fine": str(fine),
+        "coarse": str(coarse),
+        "mean": fm.mean,
+        "std": fm.std,
+        "tile": int(tile),
+        "overlap": int(overlap),
+        "amp": bool(amp),
+        "rule": rule,
+        "min_coverage": float(min_coverage),
+        "split": cfg.get("split"),
+    }
+    out.attrs = {
+        "units": "K",
+        "standard_name": "surface_temperature",
+        "long_name": f"fine-scale LST predicted by {spec.name.upper()}",
+        "method": spec.name,
+        "parameters": json.dumps(params, sort_keys=True, default=str),
+        "reference": spec.reference,
+    }
+    return out
