@@ -8,7 +8,8 @@ Prints figures; asserts nothing. Three parts:
    = forward + backward through both reference pairs and the compound loss;
 3. a short fit on a synthetic cube, then per held-out test date the six scores
    (RMSE, CC, SSIM, PSNR, SAM, ERGAS; °C, data range = the reference's max − min)
-   of EDCSTFN, "coarse only" (the MODIS image itself) and ESTARFM when
+   of EDCSTFN (with the ``"date_level"`` and/or ``"global"`` normalisation,
+   ``--normalisation``), "coarse only" (the MODIS image itself) and ESTARFM when
    ``xstf.estarfm`` is available, on the held-out test pair dates and on a few target
    dates (never seen in training either; the synthetic cube has the truth on every date),
    all scored over the pixels every method predicts.
@@ -17,6 +18,7 @@ Run (2 CPU cores shared with other work makes timings noisy; re-run on an idle m
 
     .venv/bin/python benchmarks/bench_deep.py            # all parts
     .venv/bin/python benchmarks/bench_deep.py --only fit --epochs 3
+    .venv/bin/python benchmarks/bench_deep.py --only fit --normalisation global
 """
 
 from __future__ import annotations
@@ -98,31 +100,44 @@ def bench_training(device: str, batch: int = 16, size: int = 95, steps: int = 3)
 
 
 def bench_fit(
-    device: str, epochs: int, patch: int, width: int, size: int, days: int, n_targets: int = 6
+    device: str,
+    epochs: int,
+    patch: int,
+    width: int,
+    size: int,
+    days: int,
+    n_targets: int = 6,
+    normalisations: tuple[str, ...] = ("date_level", "global"),
 ) -> None:
     ds = xstf.datasets.synthetic(size=size, days=days, seed=3, cloud_fraction=0.2)
     pairs = xstf.cube.pair_dates(ds)
     print(f"cube {size}x{size}, {days} days, {len(pairs)} pairs")
-    t0 = time.perf_counter()
-    m = xstf.models.fit(
-        ds, "edcstfn", epochs=epochs, batch_size=8, patch_size=patch, stride=patch // 2,
-        width=width, ae_epochs=1, device=device, progress=False, seed=0,
-    )  # fmt: skip
-    fit_s = time.perf_counter() - t0
-    print(f"fit: {fit_s:.0f} s, {m.config['train_patches']} training patches, "
-          f"{len(m.history)} epochs, best epoch {m.config['best_epoch']}")  # fmt: skip
-    for h in m.history:
-        print(
-            f"  epoch {h['epoch']}: loss {h['loss']:.4f} val {h['val_loss']:.4f} ({h['seconds']:.0f} s)"
-        )
-    test = pd.DatetimeIndex(m.config["split"]["test"])
-    others = xstf.cube.target_dates(ds)
-    others = others[np.linspace(0, len(others) - 1, n_targets).round().astype(int)]
-    dates = test.append(others)
-    t0 = time.perf_counter()
-    pred = xstf.models.predict(ds, m, targets=dates, device=device)
-    print(f"predict {len(dates)} date(s): {time.perf_counter() - t0:.1f} s")
-    preds = {"coarse only": ds.coarse.sel(time=dates), "EDCSTFN": pred}
+    preds: dict = {}
+    dates = None
+    for norm in normalisations:
+        t0 = time.perf_counter()
+        m = xstf.models.fit(
+            ds, "edcstfn", epochs=epochs, batch_size=8, patch_size=patch, stride=patch // 2,
+            width=width, ae_epochs=1, device=device, progress=False, seed=0, normalisation=norm,
+        )  # fmt: skip
+        fit_s = time.perf_counter() - t0
+        print(f"fit (normalisation={norm!r}, mean {m.mean:.3f} K, std {m.std:.3f} K): "
+              f"{fit_s:.0f} s, {m.config['train_patches']} training patches, "
+              f"{len(m.history)} epochs, best epoch {m.config['best_epoch']}")  # fmt: skip
+        for h in m.history:
+            print(
+                f"  epoch {h['epoch']}: loss {h['loss']:.4f} val {h['val_loss']:.4f} ({h['seconds']:.0f} s)"
+            )
+        if dates is None:  # the split does not depend on the normalisation
+            test = pd.DatetimeIndex(m.config["split"]["test"])
+            others = xstf.cube.target_dates(ds)
+            others = others[np.linspace(0, len(others) - 1, n_targets).round().astype(int)]
+            dates = test.append(others)
+            preds["coarse only"] = ds.coarse.sel(time=dates)
+        t0 = time.perf_counter()
+        name = "EDCSTFN" if len(normalisations) == 1 else f"EDCSTFN {norm}"
+        preds[name] = xstf.models.predict(ds, m, targets=dates, device=device)
+        print(f"predict {len(dates)} date(s): {time.perf_counter() - t0:.1f} s")
     try:  # optional: written by another helper
         preds["ESTARFM"] = xstf.estarfm(ds, targets=dates).compute()
     except Exception as err:
@@ -142,6 +157,9 @@ def bench_fit(
     table = pd.DataFrame(rows).set_index(["date", "kind", "method"])
     print("scores against the synthetic truth, held-out dates, pixels valid for every method (°C):")
     print(table.round(4).to_string())
+    print("RMSE (°C) per date:")
+    rmse = table["RMSE"].unstack("method")[list(preds)]
+    print(rmse.round(3).to_string())
     print("mean over the dates:")
     print(table.groupby("method").mean(numeric_only=True).round(4).to_string())
 
@@ -156,6 +174,12 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--days", type=int, default=160)
+    ap.add_argument(
+        "--normalisation",
+        choices=["date_level", "global", "both"],
+        default="both",
+        help="normalisation of the fitted EDCSTFN (both: fit one of each)",
+    )
     a = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "inference"):
@@ -163,7 +187,8 @@ def main() -> None:
     if a.only in (None, "training"):
         bench_training(a.device)
     if a.only in (None, "fit"):
-        bench_fit(a.device, a.epochs, a.patch, a.width, a.size, a.days)
+        norms = ("date_level", "global") if a.normalisation == "both" else (a.normalisation,)
+        bench_fit(a.device, a.epochs, a.patch, a.width, a.size, a.days, normalisations=norms)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import xarray as xr
-
+import xstf
 from xstf.cli import main
 
 
@@ -19,7 +18,7 @@ def test_demo_writes_every_output(tmp_path, capsys):
     assert "coarse only" in printed and "ESTARFM" in printed and "EDCSTFN" in printed
     for name in ("cube.png", "compare.png", "scores.csv"):
         assert (out / name).stat().st_size > 0
-    fused = xr.open_zarr(out / "fused.zarr")
+    fused = xstf.export.open_zarr(out / "fused.zarr")
     assert set(fused.data_vars) == {"estarfm", "edcstfn"}
     assert fused.sizes["time"] == 2
     # running it again replaces the demo's own outputs instead of failing

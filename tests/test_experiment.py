@@ -24,6 +24,8 @@ def test_split_follows_the_survey_shares():
     assert not set(train) & set(test)
     train, test = experiment.split_test_dates(pairs[:13])  # proportional: round(13 * 8/51) = 2
     assert len(test) == 2
+    train, test = experiment.split_test_dates(pairs[:5], 0.4)  # 2 of the 3 interior pairs
+    assert len(test) == 2 and len(train) == 3 and pairs[0] in train and pairs[4] in train
 
 
 def test_split_explicit_and_errors():

@@ -143,8 +143,13 @@ def split_test_dates(
                 f"{len(interior)} interior pair(s) would leave {len(idx) - n_test} for training; "
                 "at least 2 are needed (the reference pairs). Add dates or lower min_coverage"
             )
-        pos = np.unique(np.round(np.linspace(0, len(interior) - 1, n_test + 2)[1:-1]).astype(int))
-        test_idx = interior[pos]
+        pos = list(
+            np.unique(np.round(np.linspace(0, len(interior) - 1, n_test + 2)[1:-1]).astype(int))
+        )
+        spare = [i for i in range(len(interior)) if i not in pos]
+        while len(pos) < n_test:  # rounding merged two positions: take unused ones, in order
+            pos.append(spare.pop(0))
+        test_idx = interior[sorted(pos)]
     else:
         test_idx = pd.DatetimeIndex(sorted(pd.DatetimeIndex(list(test))))
         bad = [str(d.date()) for d in test_idx if d not in idx]
@@ -271,6 +276,11 @@ def _predict(
             f"unknown method {method!r}: choose from {[*CLASSICAL, *models.available()]}"
         )
     fit_opts = {"seed": seed, "progress": progress, **opts}
+    side = min(cube.sizes["y"], cube.sizes["x"])
+    if "patch_size" not in fit_opts and side < 2 * 95:  # the survey's 95 px patches need room
+        fit_opts["patch_size"] = max(16, side // 2)
+        fit_opts.setdefault("stride", max(4, fit_opts["patch_size"] // 4))
+    timing["patch_size"] = float(fit_opts.get("patch_size", 95))
     t0 = time.perf_counter()
     model = models.fit(cube, method, fine=fine, coarse=coarse, **fit_opts)
     timing["fit_s"] = time.perf_counter() - t0
@@ -388,6 +398,7 @@ def run(
         "train_dates": [str(d.date()) for d in train],
         "test_dates": [str(d.date()) for d in test_dates],
         "reference": str(ref_name),
+        "ratio": ratio,
         "options": {k: dict(v) for k, v in options.items()},
         "seed": seed,
         "versions": _versions(),
@@ -474,7 +485,7 @@ def write_report(
     result.predictions.to_netcdf(out / "predictions.nc", engine="netcdf4")
     figures = []
     for score in ("rmse", "ssim", "cc", "ergas"):
-        fig = plot.scores(s, score=score)
+        fig = plot.scores(s[[score]], score=score)  # per date, not per region
         fig.savefig(out / f"scores_{score}.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
         figures.append(f"scores_{score}.png")
@@ -510,7 +521,7 @@ def write_report(
             )
     per_date = s["rmse"].to_pandas()
     per_date.columns = [str(pd.Timestamp(c).date()) for c in per_date.columns]
-    timing = pd.DataFrame(result.timings).T.reindex(columns=["fit_s", "predict_s"])
+    timing = pd.DataFrame(result.timings).T.reindex(columns=["fit_s", "predict_s", "patch_size"])
     timing.index.name = "method"
     var = result.variability.to_dataframe()[["change_std", "change_mean", "strong"]]
     var.index = [str(pd.Timestamp(t).date()) for t in var.index]
@@ -527,10 +538,11 @@ Command: `{info.get("command", "")}`
 Versions: {", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())}
 
 Cube: {ds.sizes["time"]} dates, {ds.sizes["y"]} × {ds.sizes["x"]} pixels, {info["n_pairs"]} pairs.
-Split by date: {len(info["train_dates"])} training pairs, {len(info["test_dates"])} test dates
+Split by date: {len(info["train_dates"])} training pair(s), {len(info["test_dates"])} test date(s)
 ({", ".join(info["test_dates"])}); the Landsat images of the test dates were hidden from every
-method. Scores against `{info["reference"]}` in degrees Celsius; ERGAS with h/l = 30/1000-style ratio
-from the cube; SSIM/PSNR data range = the reference's max − min per date.
+method. Scores against `{info["reference"]}` in degrees Celsius; ERGAS with h/l =
+{info.get("ratio", float("nan")):.4f} (fine / coarse pixel size from the cube); SSIM/PSNR data
+range = the reference's max − min per date.
 
 ## Mean scores over the test dates
 

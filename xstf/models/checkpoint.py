@@ -113,7 +113,10 @@ class FittedModel:
     config : dict
         JSON-able: ``model``, ``bands``, ``model_options`` (architecture),
         ``train_options``, ``n_refs``, ``fine``/``coarse`` (variable names it was
-        fitted on), ``resolution_ratio``, ``mean``/``std`` (normalisation, K),
+        fitted on), ``resolution_ratio``, ``normalisation`` (``"date_level"`` or
+        ``"global"``; absent in older checkpoints, which means ``"global"``),
+        ``mean``/``std`` (normalisation, K; of the anomalies from the date level
+        with ``"date_level"``),
         ``patch_size``, ``stride``, ``min_valid``, ``min_coverage``, ``split``
         (ISO dates), ``seed``, ``best_epoch``, ``xstf_version``.
     history : list of dict
@@ -137,6 +140,11 @@ class FittedModel:
     def std(self) -> float:
         """Normalisation standard deviation (K)."""
         return float(self.config["std"])
+
+    @property
+    def normalisation(self) -> str:
+        """``"date_level"`` or ``"global"`` (a config without the key: ``"global"``)."""
+        return str(self.config.get("normalisation", "global"))
 
     @property
     def n_refs(self) -> int:

@@ -10,9 +10,24 @@ validation or test date ever reaches the training loss.
 
 Patches (95 × 95, stride 20 by default, the survey's protocol) are cut from every
 sample; a patch is kept when at least ``min_valid`` of its target pixels are valid.
-Values are normalised with one mean and standard deviation fitted on the training
-dates (fine and coarse valid pixels together) and stored with the model. Missing
-pixels are filled with 0 (the normalised mean) *and* flagged: ``tgt_valid`` (fine
+
+Normalisation (:data:`NORMALISATIONS`):
+
+- ``"date_level"`` (default): every image of a sample — references and target, fine
+  and coarse — first has the sample's *level* subtracted, a scalar: the mean of the
+  target date's coarse image over the whole scene (valid pixels,
+  :func:`date_levels`). The anomalies are then normalised with one mean and standard
+  deviation fitted on the training dates (:func:`normalisation` with ``levels=``).
+  At prediction the same level (the target coarse scene mean, known on every target
+  date) is subtracted from the inputs and added back to the output. LST changes
+  with season and weather far more than its spatial pattern does: a target date
+  warmer or colder than every training date stays in distribution, and the network
+  learns the fine-scale anomaly, not the MODIS level.
+- ``"global"``: ``(LST − mean) / std`` with one mean and standard deviation of the
+  training dates (fine and coarse valid pixels together).
+
+The statistics (and the choice) are stored with the model. Missing pixels are
+filled with 0 (the normalised mean) *and* flagged: ``tgt_valid`` (fine
 and coarse target both valid) decides which pixels count in the masked loss,
 ``ref_valid`` marks reference pixels valid in both the fine and coarse reference.
 
@@ -35,8 +50,10 @@ from .. import cube as _cube
 from ..errors import CubeError
 
 __all__ = [
+    "NORMALISATIONS",
     "Sample",
     "Split",
+    "date_levels",
     "normalisation",
     "patch_origins",
     "samples",
@@ -46,6 +63,17 @@ __all__ = [
 
 #: Default (validation, test) shares of the pair dates.
 DEFAULT_SPLIT = (0.15, 0.15)
+
+#: Normalisation modes of the deep models; the first is the default. A model config
+#: without the key (older checkpoints) means ``"global"``.
+NORMALISATIONS = ("date_level", "global")
+
+
+def check_normalisation(value: Any) -> str:
+    """``value`` if it names a normalisation mode, else a ValueError listing the modes."""
+    if value not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {list(NORMALISATIONS)}, got {value!r}")
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -224,13 +252,74 @@ def samples(
     ]
 
 
+def scene_level(a: Any) -> Any:
+    """Mean over the last two axes of the finite values, float64; NaN where none is finite.
+
+    Works on numpy and dask arrays alike (a dask array stays lazy): ``(..., y, x)``
+    -> ``(...)``.
+
+    Examples
+    --------
+    >>> scene_level(np.array([[[1.0, np.nan], [3.0, 5.0]], [[np.nan, np.nan], [np.nan, np.nan]]]))
+    array([ 3., nan])
+    """
+    a = a.astype(np.float64)
+    valid = np.isfinite(a)
+    total = np.where(valid, a, 0.0).sum(axis=(-2, -1))
+    count = valid.sum(axis=(-2, -1))
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def date_levels(ds: xr.Dataset, dates: Iterable[Any], coarse: Hashable = "coarse") -> xr.DataArray:
+    """The level of each date: the mean of its coarse image over the whole scene (valid pixels).
+
+    The ``"date_level"`` normalisation subtracts the *target* date's level from every
+    image of a sample (references and target) and adds it back to the prediction.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    dates : iterable of datetime-like
+        Dates of the cube.
+    coarse : hashable
+        Coarse variable name.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(time,)`` float64 in K, NaN on a date without any valid coarse pixel; lazy
+        (dask-backed) on a dask cube.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=32, days=20)
+    >>> lv = date_levels(ds, ds.time.values[:2])
+    >>> bool(abs(lv[0] - ds.coarse[0].mean()) < 1e-3)
+    True
+    """
+    da = ds[coarse].sel(time=pd.DatetimeIndex(list(dates))).transpose("time", "y", "x")
+    out = xr.DataArray(
+        scene_level(da.data), coords={"time": da["time"]}, dims=("time",), name="level"
+    )
+    out.attrs = {"units": "K", "long_name": f"scene mean of {coarse} (valid pixels)"}
+    return out
+
+
 def normalisation(
-    ds: xr.Dataset, dates: Iterable[Any], fine: Hashable = "fine", coarse: Hashable = "coarse"
+    ds: xr.Dataset,
+    dates: Iterable[Any],
+    fine: Hashable = "fine",
+    coarse: Hashable = "coarse",
+    levels: xr.DataArray | Mapping[Any, float] | None = None,
 ) -> tuple[float, float]:
     """Mean and standard deviation (K) of the valid fine and coarse pixels on ``dates``.
 
     Computed in float64 over both variables together (one pass per variable on a
-    dask cube).
+    dask cube). With ``levels`` (a level per date, e.g. :func:`date_levels`), the
+    statistics are those of the anomalies ``LST(t) − level(t)`` (the
+    ``"date_level"`` normalisation).
 
     Examples
     --------
@@ -239,13 +328,31 @@ def normalisation(
     >>> mean, std = normalisation(ds, ds.time.values[:1])
     >>> 250 < mean < 320 and std > 0
     True
+    >>> lv = date_levels(ds, ds.time.values[:1])
+    >>> mean, std = normalisation(ds, ds.time.values[:1], levels=lv)
+    >>> abs(mean) < 5 and std > 0
+    True
     """
     import dask
 
     sel = pd.DatetimeIndex(list(dates))
+    if levels is not None:
+        if not isinstance(levels, xr.DataArray):
+            levels = xr.DataArray(
+                [float(levels[t]) for t in sel], coords={"time": sel}, dims=("time",)
+            )
+        lv = np.asarray(levels.sel(time=sel).values, dtype=np.float64)
+        if np.isnan(lv).any():
+            bad = [str(t.date()) for t, v in zip(sel, lv, strict=True) if np.isnan(v)]
+            raise CubeError(
+                f"no valid {coarse!r} pixel on date(s) {bad}: their level (scene mean of "
+                f"{coarse!r}) is undefined"
+            )
     parts = []
     for name in (fine, coarse):
         da = ds[name].sel(time=sel).astype("float64")
+        if levels is not None:
+            da = da - xr.DataArray(lv, dims=("time",))
         parts += [da.count(), da.sum(), (da * da).sum()]
     vals = [float(v) for v in dask.compute(*[p.data for p in parts])]
     n = vals[0] + vals[3]
@@ -325,17 +432,23 @@ def select_patches(
     return out
 
 
-def normalise(a: np.ndarray, mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
-    """``((a − mean) / std`` with NaN filled by 0, valid mask)`` as float32 and bool.
+def normalise(
+    a: np.ndarray, mean: float, std: float, level: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``((a − level − mean) / std`` with NaN filled by 0, valid mask)`` as float32 and bool.
+
+    ``level`` is the sample's date level (0 for the ``"global"`` normalisation).
 
     Examples
     --------
     >>> x, v = normalise(np.array([300.0, np.nan]), 290.0, 5.0)
     >>> x.tolist(), v.tolist()
     ([2.0, 0.0], [True, False])
+    >>> normalise(np.array([300.0]), 1.0, 5.0, level=289.0)[0].tolist()
+    [2.0]
     """
     valid = np.isfinite(a)
-    out = np.where(valid, (a - mean) / std, 0.0).astype(np.float32)
+    out = np.where(valid, (a - level - mean) / std, 0.0).astype(np.float32)
     return out, valid
 
 
@@ -365,6 +478,10 @@ class PatchDataset:
         Variable names.
     cache_dates : int
         Dates kept per variable for dask-backed cubes.
+    levels : mapping of date -> float, optional
+        The level of each target date (``"date_level"`` normalisation,
+        :func:`date_levels`): subtracted from every image of a sample before
+        ``mean``/``std``. None: no level (``"global"``).
     """
 
     def __init__(
@@ -378,8 +495,15 @@ class PatchDataset:
         fine: Hashable = "fine",
         coarse: Hashable = "coarse",
         cache_dates: int = 8,
+        levels: Mapping[Any, float] | None = None,
     ) -> None:
         self.ds = ds
+        self.levels: dict[pd.Timestamp, float] | None = None
+        if levels is not None:
+            self.levels = {pd.Timestamp(k): float(v) for k, v in levels.items()}
+            missing = sorted({s.target for s in samples_} - set(self.levels))
+            if missing:
+                raise ValueError(f"levels has no value for target date(s) {missing[:5]}")
         self.samples = list(samples_)
         self.patches = list(patches)
         self.size = int(patch_size)
@@ -413,15 +537,16 @@ class PatchDataset:
         s = self.samples[s_idx]
         ys, xs = slice(y0, y0 + self.size), slice(x0, x0 + self.size)
         m, sd = self.mean, self.std
+        lv = 0.0 if self.levels is None else self.levels[s.target]
         c_refs, f_refs, r_valid = [], [], []
         for r in s.refs:
-            c, cv = normalise(self._image(self.coarse, r, ys, xs), m, sd)
-            f, fv = normalise(self._image(self.fine, r, ys, xs), m, sd)
+            c, cv = normalise(self._image(self.coarse, r, ys, xs), m, sd, lv)
+            f, fv = normalise(self._image(self.fine, r, ys, xs), m, sd, lv)
             c_refs.append(c[None])
             f_refs.append(f[None])
             r_valid.append((cv & fv)[None])
-        c_t, ctv = normalise(self._image(self.coarse, s.target, ys, xs), m, sd)
-        f_t, ftv = normalise(self._image(self.fine, s.target, ys, xs), m, sd)
+        c_t, ctv = normalise(self._image(self.coarse, s.target, ys, xs), m, sd, lv)
+        f_t, ftv = normalise(self._image(self.fine, s.target, ys, xs), m, sd, lv)
         return {
             "c_refs": torch.from_numpy(np.stack(c_refs)),
             "f_refs": torch.from_numpy(np.stack(f_refs)),

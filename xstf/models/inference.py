@@ -2,7 +2,10 @@
 
 For each target date the inputs (target coarse, then coarse and fine of each
 reference pair, chosen by :func:`xstf.cube.reference_pairs`) are normalised with
-the model's statistics, missing pixels filled with 0 and flagged, and the scene is
+the model's statistics — with the ``"date_level"`` normalisation (the default),
+after subtracting the date's level, the mean of the target coarse image over the
+whole scene, which is added back to the output — missing pixels filled with 0 and
+flagged, and the scene is
 predicted in tiles of ``tile`` px overlapping by ``overlap`` px, batched to the
 device. Tiles are blended with taper weights: along an edge shared with another
 tile, a tile's weight is 0 on the outer ``overlap // 4`` px and rises linearly to
@@ -10,11 +13,14 @@ tile, a tile's weight is 0 on the outer ``overlap // 4`` px and rises linearly t
 network lacks context) are taken from the neighbouring tile, and there are no
 seams. On a dask cube the same runs per date and per spatial chunk through
 :func:`dask.array.map_overlap` with a halo of ``overlap`` px, the weights shipped
-to the tasks as numpy arrays; nothing is computed until asked.
+to the tasks as numpy arrays; the date levels are a lazy dask reduction over the
+whole scene passed to every chunk of their date, so tiles and chunks see the same
+level; nothing is computed until asked.
 
 NaN rules: the output is NaN where the target coarse image is NaN. Missing
 reference pixels (fine or coarse) do not make the output NaN: they are filled with
-the training mean, as in training, and the network predicts from the rest.
+0 after normalisation (the training mean, plus the date level with
+``"date_level"``), as in training, and the network predicts from the rest.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from .. import cube as _cube
 from ..errors import CubeError
 from . import MODULES, get_spec
 from .checkpoint import FittedModel, load_model
-from .data import normalise, patch_origins
+from .data import normalise, patch_origins, scene_level
 from .train import fit, resolve_device
 
 __all__ = ["predict", "predict_image"]
@@ -78,6 +84,7 @@ def predict_image(
     device: torch.device | str = "cpu",
     amp: bool = False,
     multiple: int = 1,
+    level: float = 0.0,
 ) -> np.ndarray:
     """Predict one date from its input stack, in blended tiles.
 
@@ -102,6 +109,11 @@ def predict_image(
         Autocast (bfloat16 on CPU, float16 on CUDA).
     multiple : int
         Tiles are padded (replicate) to a multiple of this (models that downsample).
+    level : float
+        The date's level (K), subtracted from every input before ``mean``/``std`` and
+        added back to the output: the scene mean of the target coarse image for a
+        ``"date_level"`` model (the whole scene's, also when ``stack`` is a part of
+        it), 0 for a ``"global"`` one.
 
     Returns
     -------
@@ -109,7 +121,10 @@ def predict_image(
         ``(H, W)`` float32 prediction in K, NaN where the target coarse is NaN.
     """
     dev = torch.device(device)
-    norm, valid = normalise(np.asarray(stack, dtype=np.float64), mean, std)
+    level = float(level)
+    if not np.isfinite(level):  # no valid target coarse pixel: nothing to predict
+        return np.full(np.shape(stack)[1:], np.nan, dtype=np.float32)
+    norm, valid = normalise(np.asarray(stack, dtype=np.float64), mean, std, level)
     _, h, w = norm.shape
     th, tw = min(tile, h), min(tile, w)
     if overlap >= min(th, tw) and (th < h or tw < w):
@@ -139,7 +154,7 @@ def predict_image(
             wt = wy[:, None] * wx[None, :]
             out[y : y + th, x : x + tw] += wt * p
             wsum[y : y + th, x : x + tw] += wt
-    res = (out / wsum * std + mean).astype(np.float32)
+    res = (out / wsum * std + mean + level).astype(np.float32)
     res[~valid[0]] = np.nan
     return res
 
@@ -164,6 +179,7 @@ def _cached_net(
 
 def _predict_block(
     block: np.ndarray,
+    levels: np.ndarray | None = None,
     *,
     token: str,
     spec_name: str,
@@ -176,9 +192,20 @@ def _predict_block(
     device: str,
     **kw: Any,
 ) -> np.ndarray:
-    """(t, channels, h, w) K -> (t, h, w) K; rebuilds the net once per process and call."""
+    """(t, channels, h, w) K -> (t, h, w) K; rebuilds the net once per process and call.
+
+    ``levels`` (t, 1, 1, 1): each date's level (whole-scene, not this block's), or None (0).
+    """
     net = _cached_net(token, device, spec_name, bands, options, state)
-    return np.stack([predict_image(net, b, mean, std, n_refs, device=device, **kw) for b in block])
+    lv = np.zeros(len(block)) if levels is None else np.asarray(levels, np.float64).reshape(-1)
+    if len(lv) != len(block):
+        raise ValueError(f"{len(lv)} level(s) for a block of {len(block)} date(s)")
+    return np.stack(
+        [
+            predict_image(net, b, mean, std, n_refs, device=device, level=float(v), **kw)
+            for b, v in zip(block, lv, strict=True)
+        ]
+    )
 
 
 def _resolve_model(
@@ -221,6 +248,18 @@ def predict(
     fit_options: dict[str, Any] | None = None,
 ) -> xr.DataArray:
     """Predict fine LST on target dates with a deep fusion model.
+
+    The inputs are normalised as the model was trained (``model.config["normalisation"]``).
+    With ``"date_level"`` (the default of :func:`xstf.models.fit`), each target date's
+    *level* — the mean of its coarse image over the whole scene, valid pixels — is
+    subtracted from every input (target coarse, reference coarse and fine) and added
+    back to the output: the network predicts the fine-scale anomaly, and a date
+    warmer or colder than every training date is not out of distribution. The level
+    is one scalar per date, the same for every tile and dask chunk (a lazy reduction
+    on a dask cube), so tiling stays seamless and the result chunk-independent; a
+    uniform offset added to every image of the cube shifts the prediction by the
+    same offset. ``"global"`` (and models saved without the key) use one training
+    mean and standard deviation.
 
     Parameters
     ----------
@@ -322,6 +361,10 @@ def predict(
     parts = [cd[ti]]
     for k in range(n_refs):
         parts += [cd[ri[k]], fd[ri[k]]]
+    norm_mode = fm.normalisation
+    # date_level: each target date's level = scene mean of its coarse image (float64, lazy
+    # on dask), the same for every tile and chunk of that date
+    levels = scene_level(cd[ti]) if norm_mode == "date_level" else None
 
     spec = get_spec(fm.name)
     kw = dict(
@@ -352,18 +395,23 @@ def predict(
             stack = stack.rechunk(
                 {2: max(halo, stack.chunks[2][0]), 3: max(halo, stack.chunks[3][0])}
             )
+        arrays, depth = [stack], [{0: 0, 1: 0, 2: halo, 3: halo}]
+        if levels is not None:  # (t,) -> (t, 1, 1, 1), one chunk per date, broadcast in space
+            lv = da.asarray(levels).rechunk({0: stack.chunks[0]})
+            arrays.append(lv[:, None, None, None])
+            depth.append({0: 0, 1: 0, 2: 0, 3: 0})
         data = da.map_overlap(
             func,
-            stack,
-            depth={0: 0, 1: 0, 2: halo, 3: halo},
-            boundary="none",
+            *arrays,
+            depth=depth if len(arrays) > 1 else depth[0],
+            boundary=["none"] * len(arrays) if len(arrays) > 1 else "none",
             drop_axis=1,
             dtype=np.float32,
             meta=np.array((), dtype=np.float32),
         )
     else:
         stack = np.stack(parts, axis=1).astype(np.float32)
-        data = func(stack)
+        data = func(stack, None if levels is None else np.asarray(levels)[:, None, None, None])
     template = ds[coarse].sel(time=tg)
     out = xr.DataArray(data, coords=template.coords, dims=template.dims, name=spec.name)
     for k in range(n_refs):
@@ -375,6 +423,7 @@ def predict(
         "model_options": cfg.get("model_options", {}),
         "fine": str(fine),
         "coarse": str(coarse),
+        "normalisation": norm_mode,
         "mean": fm.mean,
         "std": fm.std,
         "tile": int(tile),

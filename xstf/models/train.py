@@ -38,13 +38,16 @@ from . import get_spec
 from .base import Batch, ModelSpec, TrainingRecipe
 from .checkpoint import FittedModel, load_checkpoint, save_checkpoint
 from .data import (
+    NORMALISATIONS,
     PatchDataset,
     Split,
-    normalisation,
+    check_normalisation,
+    date_levels,
     samples,
     select_patches,
     split_dates,
 )
+from .data import normalisation as _normalisation
 
 __all__ = ["fit", "resolve_device"]
 
@@ -145,6 +148,7 @@ def fit(
     max_patches: int | None = None,
     num_workers: int = 0,
     overwrite: bool = False,
+    normalisation: str = NORMALISATIONS[0],
     **model_options: Any,
 ) -> FittedModel:
     """Train a deep fusion model on the pairs of a cube.
@@ -152,7 +156,9 @@ def fit(
     Samples ``(C_ref…, F_ref…, C_tgt) -> F_tgt`` are built from the pair dates
     (references by :func:`xstf.cube.reference_pairs`), split by date into
     training / validation / test dates, cut into patches and normalised with
-    statistics of the training dates (see :mod:`xstf.models.data`). Training uses
+    statistics of the training dates (see :mod:`xstf.models.data`); by default
+    each sample is first taken relative to its *date level*, the scene mean of the
+    target date's coarse image (``normalisation="date_level"``). Training uses
     the model's recipe (Adam and the published schedule), a masked loss (missing
     target pixels do not count), the validation loss each epoch, early stopping and
     the best weights.
@@ -205,6 +211,19 @@ def fit(
         DataLoader worker processes.
     overwrite : bool
         Allow replacing files in ``checkpoint_dir``.
+    normalisation : {"date_level", "global"}
+        ``"date_level"`` (default): from every image of a sample (references and
+        target, fine and coarse) subtract the sample's level — the mean of the
+        target date's coarse image over the whole scene (valid pixels,
+        :func:`xstf.models.data.date_levels`) — then normalise the anomalies with the
+        mean and standard deviation of the training dates' anomalies. Prediction
+        subtracts the same level (the target coarse scene mean) and adds it back, so
+        a target date warmer or colder than every training date stays in
+        distribution and the network learns the fine-scale anomaly, not the MODIS
+        level. ``"global"``: one mean and standard deviation of the training dates'
+        LST (the behaviour before this option; also what a model config without the
+        key means). Stored in ``config["normalisation"]``; on ``resume`` the
+        checkpoint's choice is used.
     **model_options
         Architecture options (passed to the model's ``build``, e.g. ``width``) and
         training options (passed to its recipe, e.g. ``ae_epochs`` for EDCSTFN).
@@ -228,6 +247,8 @@ def fit(
     ...                     width=4, ae_epochs=1, progress=False, device="cpu")
     >>> len(m.history), m.config["fine"]
     (1, 'fine')
+    >>> m.config["normalisation"]
+    'date_level'
     """
     from tqdm.auto import tqdm
 
@@ -246,6 +267,7 @@ def fit(
             raise ValueError(f"{resume} is a checkpoint of {cfg0['model']!r}, not {spec.name!r}")
         sp = Split.from_dict(cfg0["split"])
         mean, std = float(cfg0["mean"]), float(cfg0["std"])
+        normalisation = check_normalisation(cfg0.get("normalisation", "global"))
         patch_size, stride = int(cfg0["patch_size"]), int(cfg0["stride"])
         min_valid, seed = float(cfg0["min_valid"]), int(cfg0["seed"])
         build_opts = dict(cfg0["model_options"])
@@ -265,7 +287,7 @@ def fit(
         build_opts, recipe_opts = _split_options(spec, model_options)
         if lr is not None:
             recipe_opts["lr"] = float(lr)
-        mean, std = normalisation(ds, sp.train, fine, coarse)
+        normalisation = check_normalisation(normalisation)
     epochs = int(spec.defaults.get("epochs", 30) if epochs is None else epochs)
     batch_size = int(spec.defaults.get("batch_size", 16) if batch_size is None else batch_size)
     patience = int(spec.defaults.get("patience", 10) if patience is None else patience)
@@ -274,6 +296,11 @@ def fit(
             f"epochs, batch_size and patience must be >= 1; got {epochs}, {batch_size}, {patience}"
         )
 
+    levels = None
+    if normalisation == "date_level":
+        levels = date_levels(ds, list(sp.train) + list(sp.val), coarse).compute()
+    if ckpt is None:
+        mean, std = _normalisation(ds, sp.train, fine, coarse, levels=levels)
     train_s = samples(sp.train, sp.train, n_refs)
     val_s = samples(sp.val, sp.train, n_refs)
     train_p = select_patches(ds, train_s, patch_size, stride, min_valid, fine, coarse)
@@ -300,8 +327,13 @@ def fit(
         same = val_p is train_p
         train_p = [train_p[i] for i in keep]
         val_p = train_p if same else val_p
-    train_ds = PatchDataset(ds, train_s, train_p, patch_size, mean, std, fine, coarse)
-    val_ds = PatchDataset(ds, val_s, val_p, patch_size, mean, std, fine, coarse)
+    lv_map = None
+    if levels is not None:
+        lv_map = dict(zip(levels.indexes["time"], levels.values.tolist(), strict=True))
+    train_ds = PatchDataset(
+        ds, train_s, train_p, patch_size, mean, std, fine, coarse, levels=lv_map
+    )
+    val_ds = PatchDataset(ds, val_s, val_p, patch_size, mean, std, fine, coarse, levels=lv_map)
 
     torch.manual_seed(seed)
     net = spec.build(bands=bands, **build_opts).to(dev)
@@ -319,6 +351,7 @@ def fit(
         "fine": str(fine),
         "coarse": str(coarse),
         "resolution_ratio": _cube.resolution_ratio(ds),
+        "normalisation": normalisation,
         "mean": mean,
         "std": std,
         "patch_size": int(patch_size),
