@@ -49,7 +49,9 @@ def main() -> None:
     try:
         cube = xstf.datasets.synthetic(size=args.size, days=args.days, cloud_fraction=0.1)
         cube = cube.chunk({"time": 1, "y": args.chunk, "x": args.chunk})
-        cube[["fine", "coarse", "truth"]].to_zarr(tmp / "cube.zarr", mode="w")
+        cube[["fine", "coarse", "truth"]].drop_vars(["event", "landsat"]).to_zarr(
+            tmp / "cube.zarr", mode="w", consolidated=False
+        )
         targets = cube.stf.targets
         targets = targets[np.linspace(0, len(targets) - 1, args.targets).round().astype(int)]
         print(f"cube {args.size}² × {args.days} days in Zarr; fusing {len(targets)} dates, "

@@ -68,7 +68,15 @@ _CLIMATE = np.array(
 
 @dataclass(frozen=True)
 class SyntheticParams:
-    """All knobs of :func:`synthetic` (stored as JSON in the cube's attrs)."""
+    """All knobs of :func:`synthetic` (stored as JSON in the cube's attrs).
+
+    Examples
+    --------
+    >>> import json, xstf
+    >>> ds = xstf.datasets.synthetic(size=16, days=2)
+    >>> SyntheticParams(**json.loads(ds.attrs["synthetic_parameters"])).ny
+    16
+    """
 
     ny: int
     nx: int

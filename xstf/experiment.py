@@ -78,6 +78,11 @@ class ExperimentResult:
         Seconds spent fitting and predicting, per method.
     info : dict
         Parameters, versions and the command, for the report.
+
+    Examples
+    --------
+    >>> res = run(ds, ["estarfm"])  # doctest: +SKIP
+    >>> res.table().loc["estarfm", "rmse"]  # doctest: +SKIP
     """
 
     scores: xr.Dataset
@@ -605,7 +610,15 @@ def _load_cube(args: argparse.Namespace) -> xr.Dataset:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """Options of ``xstf benchmark``."""
+    """Options of ``xstf benchmark``.
+
+    Examples
+    --------
+    >>> ap = argparse.ArgumentParser()
+    >>> add_arguments(ap)
+    >>> ap.parse_args(["--synthetic", "--out", "report"]).methods
+    'estarfm,starfm,edcstfn'
+    """
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--synthetic", action="store_true", help="the built-in synthetic cube")
     src.add_argument("--cube", metavar="PATH.zarr", help="a cube stored in Zarr")
@@ -627,7 +640,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``xstf benchmark`` with parsed arguments; returns the exit status."""
+    """Run ``xstf benchmark`` with parsed arguments; returns the exit status.
+
+    Examples
+    --------
+    >>> ap = argparse.ArgumentParser()
+    >>> add_arguments(ap)
+    >>> main(ap.parse_args(["--synthetic", "--size", "64", "--out", "report"]))  # doctest: +SKIP
+    0
+    """
     ds = _load_cube(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     options: dict[str, dict[str, Any]] = {}

@@ -143,7 +143,16 @@ def create(name: str, bands: int = 1, **options: Any) -> nn.Module:
 
 
 def fit(ds: Any, model: str, **kwargs: Any) -> FittedModel:
-    """Train a deep model on a cube's pairs. See :func:`xstf.models.train.fit`."""
+    """Train a deep model on a cube's pairs. See :func:`xstf.models.train.fit`.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=48, days=120, seed=2, cloud_fraction=0.1)
+    >>> m = fit(ds, "edcstfn", epochs=1, patch_size=24, stride=12, progress=False)
+    >>> m.name
+    'edcstfn'
+    """
     require_torch()
     from .train import fit as _fit
 
@@ -151,7 +160,16 @@ def fit(ds: Any, model: str, **kwargs: Any) -> FittedModel:
 
 
 def predict(ds: Any, model: Any = "edcstfn", **kwargs: Any) -> Any:
-    """Predict fine LST with a deep model. See :func:`xstf.models.inference.predict`."""
+    """Predict fine LST with a deep model. See :func:`xstf.models.inference.predict`.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=48, days=120, seed=2, cloud_fraction=0.1)
+    >>> m = fit(ds, "edcstfn", epochs=1, patch_size=24, stride=12, progress=False)
+    >>> predict(ds, m, targets=ds.stf.targets[:2]).dims
+    ('time', 'y', 'x')
+    """
     require_torch()
     from .inference import predict as _predict
 
@@ -159,7 +177,12 @@ def predict(ds: Any, model: Any = "edcstfn", **kwargs: Any) -> Any:
 
 
 def load_model(path: Any, device: str = "cpu") -> FittedModel:
-    """Load a model saved with :meth:`FittedModel.save`. See :func:`xstf.models.checkpoint.load_model`."""
+    """Load a model saved with :meth:`FittedModel.save`. See :func:`xstf.models.checkpoint.load_model`.
+
+    Examples
+    --------
+    >>> model = load_model("edcstfn.pt")  # doctest: +SKIP
+    """
     require_torch()
     from .checkpoint import load_model as _load
 

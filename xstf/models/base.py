@@ -9,7 +9,9 @@ tiled prediction) knows nothing else about a model.
 Batches
 -------
 Training and prediction exchange dicts of float32 tensors, already normalised
-(LST minus the training mean, divided by the training std), with missing pixels
+(LST minus the training mean — and, with the default ``"date_level"``
+normalisation, minus the target date's coarse scene mean — divided by the training
+std), with missing pixels
 filled with 0 (the normalised mean) and flagged in the ``*_valid`` masks:
 
 ``c_refs``     (B, R, C, H, W)  coarse at the R reference dates
@@ -37,7 +39,16 @@ Batch = dict[str, torch.Tensor]
 
 
 class TrainingRecipe(Protocol):
-    """How one model trains: its modules, optimisers, one step, and its validation loss."""
+    """How one model trains: its modules, optimisers, one step, and its validation loss.
+
+    Examples
+    --------
+    >>> import xstf.models
+    >>> from xstf.models.edcstfn import build, recipe
+    >>> r = recipe(build())
+    >>> callable(r.step) and callable(r.validation_loss)
+    True
+    """
 
     #: Every module whose weights a checkpoint must keep, by name; must contain "net",
     #: the network used at prediction (the generator for GANs).
@@ -81,6 +92,13 @@ class ModelSpec:
         Citation shown in docs and error messages.
     defaults : dict
         Default training options (epochs, batch_size, lr...).
+
+    Examples
+    --------
+    >>> import xstf.models
+    >>> spec = xstf.models.get_spec("mlffgan")
+    >>> spec.n_refs, spec.needs_coarse_ref
+    (1, True)
     """
 
     name: str
@@ -97,6 +115,13 @@ REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
-    """Add ``spec`` to :data:`REGISTRY` (called at import time by each model module)."""
+    """Add ``spec`` to :data:`REGISTRY` (called at import time by each model module).
+
+    Examples
+    --------
+    >>> import xstf.models.edcstfn
+    >>> REGISTRY["edcstfn"].n_refs
+    2
+    """
     REGISTRY[spec.name] = spec
     return spec

@@ -48,6 +48,10 @@ def save_checkpoint(
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
+
+    Examples
+    --------
+    >>> save_checkpoint("model.pt", {"format": "xstf-checkpoint", "config": {}})  # doctest: +SKIP
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -72,6 +76,12 @@ def load_checkpoint(
     ValueError
         If the file is not an xstf checkpoint (including a pickle that holds code or
         arbitrary objects, which ``weights_only`` loading refuses).
+
+    Examples
+    --------
+    >>> data = load_checkpoint("edcstfn.pt")  # doctest: +SKIP
+    >>> data["config"]["model"]  # doctest: +SKIP
+    'edcstfn'
     """
     path = Path(path)
     if path.is_dir():
@@ -121,6 +131,14 @@ class FittedModel:
         (ISO dates), ``seed``, ``best_epoch``, ``xstf_version``.
     history : list of dict
         Per epoch: ``epoch``, the mean training losses, ``val_loss``, ``lr``, ``seconds``.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=48, days=120, seed=2, cloud_fraction=0.1)
+    >>> m = xstf.models.fit(ds, "edcstfn", epochs=1, patch_size=24, stride=12, progress=False)
+    >>> type(m).__name__, m.name
+    ('FittedModel', 'edcstfn')
     """
 
     def __init__(

@@ -78,7 +78,15 @@ def check_normalisation(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Sample:
-    """One training/validation/test sample: a target pair date and its reference pair dates."""
+    """One training/validation/test sample: a target pair date and its reference pair dates.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> s = Sample(pd.Timestamp("2021-02-01"), (pd.Timestamp("2021-01-16"),))
+    >>> s.target.month
+    2
+    """
 
     target: pd.Timestamp
     refs: tuple[pd.Timestamp, ...]
@@ -86,7 +94,14 @@ class Sample:
 
 @dataclass(frozen=True)
 class Split:
-    """Pair dates split into training, validation and test dates (disjoint, increasing)."""
+    """Pair dates split into training, validation and test dates (disjoint, increasing).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> split_dates(pd.date_range("2021-01-01", periods=8, freq="16D")).val
+    (Timestamp('2021-03-06 00:00:00'),)
+    """
 
     train: tuple[pd.Timestamp, ...]
     val: tuple[pd.Timestamp, ...]

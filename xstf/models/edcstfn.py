@@ -207,6 +207,13 @@ class EDCSTFNRecipe:
         feature loss).
     lr_patience : int
         ReduceLROnPlateau patience in epochs (5 published), factor 0.1.
+
+    Examples
+    --------
+    >>> from xstf.models.edcstfn import build
+    >>> r = recipe(build())
+    >>> sorted(r.optimizers)
+    ['net']
     """
 
     def __init__(
@@ -303,7 +310,14 @@ class EDCSTFNRecipe:
 
 
 def recipe(net: EDCSTFN, **options: Any) -> EDCSTFNRecipe:
-    """The training recipe of EDCSTFN (see :class:`EDCSTFNRecipe` for the options)."""
+    """The training recipe of EDCSTFN (see :class:`EDCSTFNRecipe` for the options).
+
+    Examples
+    --------
+    >>> from xstf.models.edcstfn import build
+    >>> "net" in recipe(build()).modules
+    True
+    """
     return EDCSTFNRecipe(net, **options)
 
 

@@ -365,6 +365,13 @@ class GANSTFMRecipe:
     ae_epochs : int
         Passes over the training patches to train the auto-encoder (default 2; 0: pixel
         losses instead of feature losses).
+
+    Examples
+    --------
+    >>> from xstf.models.ganstfm import build
+    >>> r = GANSTFMRecipe(build())
+    >>> sorted(r.optimizers)
+    ['discriminator', 'net']
     """
 
     def __init__(

@@ -119,6 +119,14 @@ def predict_image(
     -------
     numpy.ndarray
         ``(H, W)`` float32 prediction in K, NaN where the target coarse is NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, xstf
+    >>> net = xstf.models.create("edcstfn")
+    >>> stack = np.full((5, 40, 40), 290.0, dtype="float32")  # c_tgt, (c_ref, f_ref) x 2
+    >>> predict_image(net.eval(), stack, 290.0, 5.0, 2, tile=32, overlap=8).shape
+    (40, 40)
     """
     dev = torch.device(device)
     level = float(level)

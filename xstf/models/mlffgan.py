@@ -392,6 +392,13 @@ class MLFFGANRecipe:
         ``a``, ``b``, ``c``, ``d`` of the generator loss.
     swap_prob : float
         Probability of the reference/target swap per batch (0 disables it).
+
+    Examples
+    --------
+    >>> from xstf.models.mlffgan import build
+    >>> r = MLFFGANRecipe(build())
+    >>> sorted(r.optimizers)
+    ['discriminator', 'net']
     """
 
     def __init__(

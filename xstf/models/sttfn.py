@@ -244,6 +244,12 @@ class STTFNRecipe:
         Adam weight decay.
     lr_patience : int
         ReduceLROnPlateau patience (epochs), factor 0.1.
+
+    Examples
+    --------
+    >>> from xstf.models.sttfn import build
+    >>> sorted(STTFNRecipe(build()).optimizers)
+    ['net']
     """
 
     def __init__(
