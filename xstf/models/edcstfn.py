@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import Batch, ModelSpec, register
-from .losses import masked_ms_ssim_loss, masked_mse
+from .losses import masked_ms_ssim_loss, masked_mse, validation_mse
 
 __all__ = ["EDCSTFN", "SPEC", "AutoEncoder", "EDCSTFNRecipe", "build", "recipe"]
 
@@ -300,9 +300,7 @@ class EDCSTFNRecipe:
     @torch.no_grad()
     def validation_loss(self, batch: Batch) -> float:
         """Masked MSE of the blended prediction on a validation batch."""
-        self.net.eval()
-        pred = self.net(batch["c_refs"], batch["f_refs"], batch["c_tgt"])
-        return float(masked_mse(pred, batch["f_tgt"], batch["tgt_valid"]))
+        return validation_mse(self.net, batch)
 
     def end_epoch(self, val_loss: float) -> None:
         """ReduceLROnPlateau step on the validation loss."""

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .base import Batch, ModelSpec, register
-from .losses import masked_cosine_loss, masked_ms_ssim_loss, masked_mse
+from .losses import lsgan_loss, masked_cosine_loss, masked_ms_ssim_loss, masked_mse, validation_mse
 from .mlffgan import _check_inputs
 
 __all__ = [
@@ -465,14 +465,14 @@ class GANSTFMRecipe:
         opt_d.zero_grad(set_to_none=True)
         d_real = disc(torch.cat((real, c_tgt), 1))
         d_fake = disc(torch.cat((pred.detach(), c_tgt), 1))
-        d_loss = 0.5 * (((d_real - 1.0) ** 2).mean() + (d_fake**2).mean())
+        d_loss = 0.5 * (lsgan_loss(d_real, real=True) + lsgan_loss(d_fake, real=False))
         d_loss.backward()
         opt_d.step()
 
         opt_g = self.optimizers["net"]
         opt_g.zero_grad(set_to_none=True)
         w = self.weights
-        gan = 0.5 * ((disc(torch.cat((pred, c_tgt), 1)) - 1.0) ** 2).mean()
+        gan = 0.5 * lsgan_loss(disc(torch.cat((pred, c_tgt), 1)), real=True)
         g_loss = self.content_loss(pred, target, valid) + w["gan"] * gan
         g_loss.backward()
         opt_g.step()
@@ -481,10 +481,7 @@ class GANSTFMRecipe:
     @torch.no_grad()
     def validation_loss(self, batch: Batch) -> float:
         """Masked MSE of the generator (eval mode), as the reference's validation error."""
-        net = self.modules["net"]
-        net.eval()
-        pred = net(batch["c_refs"], batch["f_refs"], batch["c_tgt"])
-        return float(masked_mse(pred, batch["f_tgt"], batch["tgt_valid"]))
+        return validation_mse(self.modules["net"], batch)
 
     def end_epoch(self, val_loss: float) -> None:
         """Constant learning rate, as the reference: nothing to do."""

@@ -14,11 +14,13 @@ import torch
 from pytorch_msssim import ms_ssim, ssim
 
 __all__ = [
+    "lsgan_loss",
     "masked_cosine_loss",
     "masked_l1",
     "masked_ms_ssim_loss",
     "masked_mse",
     "ms_ssim_window",
+    "validation_mse",
 ]
 
 #: Published MS-SSIM scale weights (Wang, Simoncelli & Bovik 2003).
@@ -245,3 +247,37 @@ def masked_cosine_loss(
     has = v.flatten(1).any(1)
     per = torch.where(has, 1.0 - cos, zero)
     return per.mean()
+
+
+def lsgan_loss(scores: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN loss (Mao et al. 2017): mean((D − 1)²) for real, mean(D²) for fake.
+
+    Examples
+    --------
+    >>> import torch
+    >>> float(lsgan_loss(torch.ones(2, 1, 4, 4), real=True))
+    0.0
+    >>> float(lsgan_loss(torch.ones(2, 1, 4, 4), real=False))
+    1.0
+    """
+    target = 1.0 if real else 0.0
+    return ((scores - target) ** 2).mean()
+
+
+@torch.no_grad()
+def validation_mse(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float:
+    """Masked MSE of ``net``'s prediction (eval mode) on a batch: every recipe's validation loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xstf.models.edcstfn import build
+    >>> z = torch.zeros(1, 2, 1, 8, 8)
+    >>> batch = {"c_refs": z, "f_refs": z, "c_tgt": z[:, 0], "f_tgt": z[:, 0],
+    ...          "tgt_valid": torch.ones(1, 1, 8, 8, dtype=torch.bool)}
+    >>> validation_mse(build(), batch) >= 0
+    True
+    """
+    net.eval()
+    pred = net(batch["c_refs"], batch["f_refs"], batch["c_tgt"])
+    return float(masked_mse(pred, batch["f_tgt"], batch["tgt_valid"]))

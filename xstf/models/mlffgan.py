@@ -33,7 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, ModelSpec, register
-from .losses import masked_cosine_loss, masked_l1, masked_ms_ssim_loss, masked_mse
+from .losses import (
+    lsgan_loss,
+    masked_cosine_loss,
+    masked_l1,
+    masked_ms_ssim_loss,
+    validation_mse,
+)
 
 __all__ = [
     "SPEC",
@@ -314,12 +320,6 @@ def _pad(x: torch.Tensor, multiple: int, min_side: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
-def _lsgan(scores: torch.Tensor, real: bool) -> torch.Tensor:
-    """Least-squares GAN loss: mean((D − 1)²) for real, mean(D²) for fake."""
-    target = 1.0 if real else 0.0
-    return ((scores - target) ** 2).mean()
-
-
 def swap_reference_and_target(batch: Batch) -> Batch:
     """The batch with the reference pair and the target exchanged (MLFF-GAN's augmentation).
 
@@ -448,8 +448,8 @@ class MLFFGANRecipe:
         opt_d = self.optimizers["discriminator"]
         opt_d.zero_grad(set_to_none=True)
         d_loss = 0.5 * (
-            _lsgan(disc(torch.cat((pred.detach(), c_tgt), 1)), real=False)
-            + _lsgan(disc(torch.cat((real, c_tgt), 1)), real=True)
+            lsgan_loss(disc(torch.cat((pred.detach(), c_tgt), 1)), real=False)
+            + lsgan_loss(disc(torch.cat((real, c_tgt), 1)), real=True)
         )
         d_loss.backward()
         opt_d.step()
@@ -459,7 +459,7 @@ class MLFFGANRecipe:
         opt_g.zero_grad(set_to_none=True)
         target = batch["f_tgt"]
         w = self.weights
-        gan = _lsgan(disc(torch.cat((pred, c_tgt), 1)), real=True)
+        gan = lsgan_loss(disc(torch.cat((pred, c_tgt), 1)), real=True)
         g_loss = (
             w["gan"] * gan
             + w["l1"] * masked_l1(pred, target, valid)
@@ -473,10 +473,7 @@ class MLFFGANRecipe:
     @torch.no_grad()
     def validation_loss(self, batch: Batch) -> float:
         """Masked MSE of the generator (eval mode), as the reference's validation error."""
-        net = self.modules["net"]
-        net.eval()
-        pred = net(batch["c_refs"], batch["f_refs"], batch["c_tgt"])
-        return float(masked_mse(pred, batch["f_tgt"], batch["tgt_valid"]))
+        return validation_mse(self.modules["net"], batch)
 
     def end_epoch(self, val_loss: float) -> None:
         """Constant learning rate (the reference's LambdaLR returns 1): nothing to do."""

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, ModelSpec, register
-from .losses import masked_mse
+from .losses import masked_mse, validation_mse
 from .mlffgan import _check_inputs
 
 __all__ = [
@@ -297,9 +297,7 @@ class STTFNRecipe:
     @torch.no_grad()
     def validation_loss(self, batch: Batch) -> float:
         """Masked MSE of the STC-weighted prediction."""
-        self.net.eval()
-        pred = self.net(batch["c_refs"], batch["f_refs"], batch["c_tgt"])
-        return float(masked_mse(pred, batch["f_tgt"], batch["tgt_valid"]))
+        return validation_mse(self.net, batch)
 
     def end_epoch(self, val_loss: float) -> None:
         """ReduceLROnPlateau step on the validation loss."""
