@@ -13,15 +13,6 @@ from xstf.models import mlffgan  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny convolutions: one intra-op thread is faster on the shared 2-core runners."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _batch(b=2, h=32, w=32, seed=1):
     """A learnable toy batch: F_tgt = F_ref + (C_tgt − C_ref) plus texture; 20 % of targets missing."""
     g = torch.Generator().manual_seed(seed)

@@ -13,15 +13,6 @@ from xstf.models import sttfn  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny convolutions: one intra-op thread is faster on the shared 2-core runners."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _batch(b=2, h=24, w=24, seed=1):
     """Two references; F_tgt = F_k + (C_tgt − C_k) + a non-linear term; some pixels missing."""
     g = torch.Generator().manual_seed(seed)
