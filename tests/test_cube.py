@@ -253,3 +253,16 @@ def test_summary_mentions_pairs_and_targets():
     assert "4 dates (2020-01-01 .. 2020-01-25)" in text
     assert "pairs (fine and coarse >= 50% valid): 2: 2020-01-01, 2020-01-17" in text
     assert "targets (coarse only): 2" in text
+
+
+def test_import_xstf_does_not_import_torch_or_numba():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, xstf; ds = xstf.datasets.synthetic(size=16, days=3, cloud_fraction=0.0); "
+        "ds.stf.validate(); "
+        "xstf.models.available(); print('torch' in sys.modules, 'numba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
