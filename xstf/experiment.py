@@ -597,7 +597,9 @@ def _load_cube(args: argparse.Namespace) -> xr.Dataset:
             size=args.size, days=args.days, seed=args.seed, cloud_fraction=args.cloud_fraction
         )
     if args.cube:
-        return xr.open_zarr(args.cube)
+        from .export import open_zarr
+
+        return open_zarr(args.cube)
     if args.orleans:
         from .build import build_cube
         from .io import open_landsat, open_modis
