@@ -126,3 +126,16 @@ def test_orleans_benchmark(tmp_path):
     table = pd.read_csv(out / "scores.csv")
     assert set(table["method"]) == {"coarse_only", "estarfm", "ubestarfm"}
     print((out / "report.md").read_text())
+
+
+def test_benchmark_from_a_zarr_cube(tmp_path, cube, capsys):
+    store = tmp_path / "cube.zarr"
+    xstf.to_zarr(cube, store)
+    out = tmp_path / "rep"
+    argv = ["benchmark", "--cube", str(store), "--methods", "estarfm", "--half-window", "5",
+            "--quiet", "--out", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    table = pd.read_csv(out / "scores.csv")
+    assert set(table["method"]) == {"coarse_only", "estarfm"}
+    assert cli_main(argv) == 2  # an existing report is not replaced unless asked
+    assert "overwrite=True" in capsys.readouterr().err

@@ -212,7 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - experiment module is optional at this stage
         pass
     args = ap.parse_args(argv)
-    return int(args.func(args))
+    from .errors import CubeError
+
+    try:
+        return int(args.func(args))
+    except (CubeError, FileExistsError) as err:  # a user's mistake: a message, not a traceback
+        print(f"xstf {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
