@@ -475,7 +475,8 @@ def write_report(
     out = Path(out)
     if (out / "report.md").exists() and not overwrite:
         raise FileExistsError(
-            f"{out / 'report.md'} exists: choose another folder or pass overwrite=True"
+            f"{out / 'report.md'} exists: choose another folder or pass overwrite=True "
+            "(--overwrite on the command line)"
         )
     out.mkdir(parents=True, exist_ok=True)
     s = result.scores
