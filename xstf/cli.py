@@ -205,12 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.set_defaults(func=_demo)
     b = sub.add_parser("benchmark", help="run the survey's experiment and write a report")
     b.set_defaults(func=_benchmark)
-    try:
-        from . import experiment
+    from . import experiment
 
-        experiment.add_arguments(b)
-    except ImportError:  # pragma: no cover - experiment module is optional at this stage
-        pass
+    experiment.add_arguments(b)
     args = ap.parse_args(argv)
     from .errors import CubeError
 
