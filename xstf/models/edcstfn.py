@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import Batch, ModelSpec, register
-from .losses import masked_ms_ssim_loss, masked_mse, validation_mse
+from .losses import freeze, masked_ms_ssim_loss, masked_mse, pretrain_autoencoder, validation_mse
 
 __all__ = ["EDCSTFN", "SPEC", "AutoEncoder", "EDCSTFNRecipe", "build", "recipe"]
 
@@ -245,29 +245,13 @@ class EDCSTFNRecipe:
         self._freeze_autoencoder()
 
     def _freeze_autoencoder(self) -> None:
-        self.autoencoder.eval()
-        for p in self.autoencoder.parameters():
-            p.requires_grad_(False)
+        freeze(self.autoencoder)
 
     def prepare(self, loader: Iterable[Batch], device: torch.device | str | None = None) -> None:
         """Train the auto-encoder on the training fine patches (``ae_epochs`` passes), then freeze it."""
         if self.ae_epochs <= 0:
             return
-        ae = self.autoencoder
-        dev = next(ae.parameters()).device if device is None else torch.device(device)
-        for p in ae.parameters():
-            p.requires_grad_(True)
-        ae.train()
-        opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
-        for _ in range(self.ae_epochs):
-            for batch in loader:
-                x = batch["f_tgt"].to(dev)
-                valid = batch["tgt_valid"].to(dev)
-                opt.zero_grad(set_to_none=True)
-                loss = masked_mse(ae(x), x, valid)
-                loss.backward()
-                opt.step()
-        self._freeze_autoencoder()
+        pretrain_autoencoder(self.autoencoder, loader, self.ae_epochs, device)
 
     def _loss(
         self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor

@@ -35,7 +35,15 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .base import Batch, ModelSpec, register
-from .losses import lsgan_loss, masked_cosine_loss, masked_ms_ssim_loss, masked_mse, validation_mse
+from .losses import (
+    freeze,
+    lsgan_loss,
+    masked_cosine_loss,
+    masked_ms_ssim_loss,
+    masked_mse,
+    pretrain_autoencoder,
+    validation_mse,
+)
 from .mlffgan import _check_inputs
 
 __all__ = [
@@ -413,28 +421,13 @@ class GANSTFMRecipe:
 
     def _freeze_autoencoder(self) -> None:
         if self.autoencoder is not None:
-            self.autoencoder.eval()
-            for p in self.autoencoder.parameters():
-                p.requires_grad_(False)
+            freeze(self.autoencoder)
 
     def prepare(self, loader: Iterable[Batch], device: torch.device | str | None = None) -> None:
         """Train the auto-encoder on the training fine patches (``ae_epochs`` passes), then freeze it."""
-        ae = self.autoencoder
-        if ae is None:
+        if self.autoencoder is None:
             return
-        dev = next(ae.parameters()).device if device is None else torch.device(device)
-        for p in ae.parameters():
-            p.requires_grad_(True)
-        ae.train()
-        opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
-        for _ in range(self.ae_epochs):
-            for batch in loader:
-                x, valid = batch["f_tgt"].to(dev), batch["tgt_valid"].to(dev)
-                opt.zero_grad(set_to_none=True)
-                loss = masked_mse(ae(x), x, valid)
-                loss.backward()
-                opt.step()
-        self._freeze_autoencoder()
+        pretrain_autoencoder(self.autoencoder, loader, self.ae_epochs, device)
 
     def content_loss(
         self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor

@@ -10,16 +10,20 @@ gives a loss of 0 (still differentiable).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from pytorch_msssim import ms_ssim, ssim
 
 __all__ = [
+    "freeze",
     "lsgan_loss",
     "masked_cosine_loss",
     "masked_l1",
     "masked_ms_ssim_loss",
     "masked_mse",
     "ms_ssim_window",
+    "pretrain_autoencoder",
     "validation_mse",
 ]
 
@@ -281,3 +285,53 @@ def validation_mse(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> floa
     net.eval()
     pred = net(batch["c_refs"], batch["f_refs"], batch["c_tgt"])
     return float(masked_mse(pred, batch["f_tgt"], batch["tgt_valid"]))
+
+
+def freeze(module: torch.nn.Module) -> None:
+    """Put ``module`` in eval mode and stop its gradients (a fixed feature extractor).
+
+    Examples
+    --------
+    >>> m = torch.nn.Linear(2, 2)
+    >>> freeze(m)
+    >>> any(p.requires_grad for p in m.parameters()), m.training
+    (False, False)
+    """
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
+def pretrain_autoencoder(
+    ae: torch.nn.Module,
+    loader: Iterable[dict[str, torch.Tensor]],
+    epochs: int,
+    device: torch.device | str | None = None,
+    lr: float = 1e-3,
+) -> None:
+    """Train the feature-loss auto-encoder on the batches' fine targets (masked MSE), then freeze it.
+
+    Shared by the recipes whose loss compares features of an auto-encoder trained on the
+    same data (EDCSTFN, GAN-STFM).
+
+    Examples
+    --------
+    >>> ae = torch.nn.Conv2d(1, 1, 3, padding=1)
+    >>> x = torch.randn(2, 1, 8, 8)
+    >>> pretrain_autoencoder(ae, [{"f_tgt": x, "tgt_valid": torch.ones_like(x, dtype=torch.bool)}], 1)
+    >>> ae.training
+    False
+    """
+    dev = next(ae.parameters()).device if device is None else torch.device(device)
+    for p in ae.parameters():
+        p.requires_grad_(True)
+    ae.train()
+    opt = torch.optim.Adam(ae.parameters(), lr=lr)
+    for _ in range(epochs):
+        for batch in loader:
+            x, valid = batch["f_tgt"].to(dev), batch["tgt_valid"].to(dev)
+            opt.zero_grad(set_to_none=True)
+            loss = masked_mse(ae(x), x, valid)
+            loss.backward()
+            opt.step()
+    freeze(ae)
