@@ -285,8 +285,12 @@ def coverage(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse
     return out.drop_vars([c for c in out.coords if out[c].ndim == 0])
 
 
-def _covered(ds: xr.Dataset, name: Hashable, min_coverage: float) -> np.ndarray:
-    return np.asarray((ds[name].notnull().mean(("y", "x")) >= min_coverage).values)
+def _observed(
+    ds: xr.Dataset, fine: Hashable, coarse: Hashable, min_coverage: float
+) -> tuple[xr.Dataset, np.ndarray, np.ndarray]:
+    """Coverage (computed once, both variables in one pass) and the per-date usable flags."""
+    cov = coverage(ds, fine, coarse).compute()
+    return cov, cov[fine].values >= min_coverage, cov[coarse].values >= min_coverage
 
 
 def pair_dates(
@@ -318,7 +322,8 @@ def pair_dates(
     >>> len(xstf.cube.pair_dates(ds))
     4
     """
-    ok = _covered(ds, fine, min_coverage) & _covered(ds, coarse, min_coverage)
+    _, f_ok, c_ok = _observed(ds, fine, coarse, min_coverage)
+    ok = f_ok & c_ok
     return pd.DatetimeIndex(ds["time"].values[ok], name="time")
 
 
@@ -354,9 +359,9 @@ def target_dates(
     >>> len(xstf.cube.target_dates(ds))
     60
     """
-    ok = _covered(ds, coarse, min_coverage)
+    _, f_ok, ok = _observed(ds, fine, coarse, min_coverage)
     if not include_pairs:
-        ok &= ~_covered(ds, fine, min_coverage)
+        ok = ok & ~f_ok
     return pd.DatetimeIndex(ds["time"].values[ok], name="time")
 
 
@@ -572,10 +577,8 @@ def summary(
     >>> print(xstf.cube.summary(xstf.datasets.synthetic(size=32, days=20)).splitlines()[0])
     LST cube: 20 dates (2021-01-01 .. 2021-01-20), 32 x 32 pixels of 30 m, CRS EPSG:32631
     """
-    cov = coverage(ds, fine, coarse).compute()
+    cov, f_ok, c_ok = _observed(ds, fine, coarse, min_coverage)
     times = pd.DatetimeIndex(ds["time"].values)
-    f_ok = cov[fine].values >= min_coverage
-    c_ok = cov[coarse].values >= min_coverage
     pairs = times[f_ok & c_ok]
     targets = times[c_ok & ~f_ok]
     res = ds.attrs.get("fine_resolution")
