@@ -153,3 +153,206 @@ def test_irregular_and_mixed_chunks_are_made_regular(tmp_path, cube):
     back = open_zarr(tmp_path / "odd.zarr")
     assert back.fine.encoding["chunks"][0] == 3
     _same(cube, back)
+
+
+# -- data safety (issue 12): complete markers, interrupted writes, exact appends ------------
+
+_KILLABLE = """
+import sys, time
+import dask
+import xarray as xr
+from dask.callbacks import Callback
+import xstf
+
+store, marker, mode = sys.argv[1:4]
+ds = xstf.datasets.synthetic(size=32, days=12, seed=3, chunks={"time": 1, "y": 16, "x": 16})
+
+
+class Hang(Callback):
+    n = 0
+
+    def _posttask(self, key, result, dsk, state, id):
+        Hang.n += 1
+        if Hang.n == 12:  # part of the chunks written: tell the parent, then wait to be killed
+            open(marker, "w").close()
+            time.sleep(600)
+
+
+_to_zarr = xr.Dataset.to_zarr
+
+
+def counted(self, *args, **kwargs):  # count only the tasks of the write itself
+    with Hang():
+        return _to_zarr(self, *args, **kwargs)
+
+
+xr.Dataset.to_zarr = counted
+with dask.config.set(scheduler="synchronous"):
+    if mode == "write":
+        xstf.to_zarr(ds, store)
+    elif mode == "append":
+        xstf.to_zarr(ds.isel(time=slice(6, 12)), store, append_dim="time")
+    else:
+        xstf.to_zarr(ds.isel(time=slice(0, 3)), store, overwrite=True)
+"""
+
+
+def _kill_mid_write(tmp_path, store, mode):
+    """Run a writer in a subprocess, kill it (SIGKILL, by PID) once it has written some chunks."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "writer.py"
+    script.write_text(_KILLABLE)
+    marker = tmp_path / f"marker-{mode}"
+    env = {**os.environ, "PYTHONPATH": str(Path(xstf.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, str(script), str(store), str(marker), mode], env=env)
+    try:
+        for _ in range(3000):  # wait for the marker (not a timing assert: a bound on waiting)
+            if marker.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert marker.exists(), f"the writer ended (rc {proc.poll()}) before the marker"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_store_is_marked_complete_last(tmp_path, cube):
+    store = to_zarr(cube, tmp_path / "c.zarr")
+    assert store == tmp_path / "c.zarr"  # a path, which prints nicely in a notebook
+    assert xr.open_zarr(store).attrs["xstf_write_status"] == "complete"
+
+
+def test_killed_write_is_refused_on_open_and_validate(tmp_path):
+    store = tmp_path / "killed.zarr"
+    _kill_mid_write(tmp_path, store, "write")
+    with pytest.raises(ValueError, match=r"incomplete: its write was interrupted.*overwrite=True"):
+        open_zarr(store)
+    with pytest.warns(UserWarning, match="incomplete"):
+        partial = open_zarr(store, incomplete="warn")
+    with pytest.raises(xstf.CubeError, match="incomplete"):
+        xstf.validate(partial)
+    with pytest.raises(xstf.CubeError, match="incomplete"):
+        xstf.validate(xr.open_zarr(store))  # plain xarray too: the marker is in the attrs
+    with pytest.raises(ValueError, match="incomplete"):  # no append onto a broken store
+        to_zarr(
+            xstf.datasets.synthetic(size=32, days=14, seed=3).isel(time=slice(12, 14)),
+            store,
+            append_dim="time",
+        )
+    with pytest.raises(ValueError, match="write it again|Write it again"):
+        xstf.export.repair_zarr(store)
+
+
+def test_killed_append_is_detected_and_repaired(tmp_path):
+    full = xstf.datasets.synthetic(size=32, days=12, seed=3, chunks={"time": 1, "y": 16, "x": 16})
+    store = tmp_path / "app.zarr"
+    to_zarr(full.isel(time=slice(0, 6)), store)
+    _kill_mid_write(tmp_path, store, "append")
+    with pytest.raises(ValueError, match=r"append was interrupted.*first 6.*repair_zarr"):
+        open_zarr(store)
+    xstf.export.repair_zarr(store)
+    back = open_zarr(store)
+    _same(full.isel(time=slice(0, 6)), back)
+    to_zarr(full.isel(time=slice(6, 12)), store, append_dim="time")  # append again
+    _same(full, open_zarr(store))
+
+
+def test_killed_overwrite_keeps_the_old_store(tmp_path):
+    full = xstf.datasets.synthetic(size=32, days=12, seed=3, chunks={"time": 1, "y": 16, "x": 16})
+    store = tmp_path / "keep.zarr"
+    to_zarr(full.isel(time=slice(0, 6)), store)
+    _kill_mid_write(tmp_path, store, "overwrite")
+    _same(full.isel(time=slice(0, 6)), open_zarr(store))  # untouched, complete
+    assert list(tmp_path.glob(".keep.zarr.xstf-tmp-*"))  # the unfinished new one, aside
+    xstf.export.repair_zarr(store)
+    assert not list(tmp_path.glob(".keep.zarr.xstf-*"))
+    _same(full.isel(time=slice(0, 6)), open_zarr(store))
+
+
+def test_overwrite_with_data_read_from_the_store_itself(tmp_path, cube):
+    store = tmp_path / "self.zarr"
+    to_zarr(cube, store)
+    to_zarr(open_zarr(store).isel(time=slice(0, 3)), store, overwrite=True)
+    back = open_zarr(store)
+    assert back.sizes["time"] == 3
+    _same(cube.isel(time=slice(0, 3)), back)
+    assert not list(tmp_path.glob(".self.zarr.xstf-*"))
+
+
+def test_overwrite_delayed_swaps_on_compute(tmp_path, cube):
+    store = tmp_path / "d.zarr"
+    to_zarr(cube, store)
+    job = to_zarr(cube.isel(time=slice(0, 2)), store, overwrite=True, compute=False)
+    assert open_zarr(store).sizes["time"] == 6  # nothing replaced yet
+    job.compute()
+    _same(cube.isel(time=slice(0, 2)), open_zarr(store))
+
+
+@pytest.fixture
+def half(tmp_path, cube):
+    store = tmp_path / "half.zarr"
+    to_zarr(cube.isel(time=slice(0, 4)), store)
+    return store, cube.isel(time=slice(4, 6))
+
+
+def test_append_refuses_a_one_pixel_shift(half):
+    store, new = half
+    with pytest.raises(ValueError, match=r"'y' differs from the store's by up to 1 pixel"):
+        to_zarr(new.assign_coords(y=new.y + 30.0), store, append_dim="time")
+    to_zarr(new.assign_coords(y=new.y + 1e-5), store, append_dim="time")  # rounding: fine
+    assert open_zarr(store).sizes["time"] == 6
+
+
+def test_from_arrays_refuses_a_one_pixel_shift(cube):
+    with pytest.raises(xstf.CubeError, match="different 'y' coordinates"):
+        xstf.cube.from_arrays(cube.fine, cube.coarse.assign_coords(y=cube.y + 30.0))
+
+
+def test_append_refuses_another_crs(half):
+    store, new = half
+    with pytest.raises(ValueError, match="CRS differs"):
+        to_zarr(new.rio.write_crs("EPSG:32632"), store, append_dim="time")
+
+
+def test_append_converts_celsius_with_a_warning(half, cube):
+    store, new = half
+    celsius = new.copy()
+    for v in ("fine", "coarse", "truth"):
+        celsius[v] = xstf.convert_units(new[v], "degC")
+    with pytest.warns(UserWarning, match="converted to 'K'"):
+        to_zarr(celsius, store, append_dim="time")
+    back = open_zarr(store)
+    assert back.fine.attrs["units"] == "K"
+    np.testing.assert_allclose(back.fine.values, cube.fine.values, atol=1e-4)
+
+
+def test_append_refuses_another_static_variable(half):
+    store, new = half
+    other = new.assign(landcover=(new.landcover + 1).astype(new.landcover.dtype))
+    with pytest.raises(ValueError, match=r"static variable .landcover. \(no .time. dim\) differs"):
+        to_zarr(other, store, append_dim="time")
+    to_zarr(new, store, append_dim="time")  # the same landcover: fine
+    assert open_zarr(store).sizes["time"] == 6
+
+
+def test_append_refuses_another_method(tmp_path, cube):
+    store = tmp_path / "m.zarr"
+    fused = (cube.coarse * 1.0).rename("fused")
+    fused.attrs = {"units": "K", "method": "estarfm", "parameters": '{"window": 31}'}
+    to_zarr(fused.isel(time=slice(0, 4)), store)
+    other = fused.isel(time=slice(4, 6)).copy()
+    other.attrs = {**fused.attrs, "method": "starfm"}
+    with pytest.raises(ValueError, match="method='starfm' but the store has method='estarfm'"):
+        to_zarr(other, store, append_dim="time")
+    other.attrs = {**fused.attrs, "parameters": '{"window": 51}'}
+    with pytest.raises(ValueError, match="parameters="):
+        to_zarr(other, store, append_dim="time")
+    to_zarr(fused.isel(time=slice(4, 6)), store, append_dim="time")
+    assert open_zarr(store).sizes["time"] == 6

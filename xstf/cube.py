@@ -27,6 +27,8 @@ from .units import normalise_units
 __all__ = [
     "DEFAULT_MIN_COVERAGE",
     "DIMS",
+    "GRID_TOLERANCE",
+    "coordinate_offset",
     "coverage",
     "from_arrays",
     "pair_dates",
@@ -44,6 +46,47 @@ DEFAULT_MIN_COVERAGE = 0.5
 #: Plausible LST in Kelvin (the Earth's surface, with margin).
 PLAUSIBLE_K = (180.0, 360.0)
 _SAMPLE_PIXELS = 256
+#: Largest coordinate difference (in pixels) for two grids to count as the same grid.
+GRID_TOLERANCE = 1e-3
+
+
+def coordinate_offset(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest difference between two pixel-centre coordinate vectors, in pixels.
+
+    The pixel size is the median step of ``a`` (else of ``b``); for single-pixel axes
+    the difference is measured relative to the coordinate's magnitude (1e-9 of it counts
+    as one pixel). Two grids are the same when this is at most :data:`GRID_TOLERANCE`
+    (unlike :func:`numpy.allclose`, whose relative tolerance is ~53 m at a UTM northing
+    of 5.3e6 m).
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Coordinate vectors (same length).
+
+    Returns
+    -------
+    float
+        ``max |a - b| / pixel size`` (``inf`` if the lengths differ).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = 5_300_000.0 - 30.0 * np.arange(4)
+    >>> coordinate_offset(y, y + 30.0), coordinate_offset(y, y + 0.001)
+    (1.0, 3.3333...e-05)
+    """
+    a = np.asarray(a, dtype="float64")
+    b = np.asarray(b, dtype="float64")
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    step = np.abs(np.diff(a)) if a.size > 1 else np.abs(np.diff(b))
+    pixel = float(np.median(step)) if step.size else 0.0
+    if not pixel > 0:
+        pixel = 1e-9 * max(1.0, float(np.max(np.abs(a))))
+    return float(np.max(np.abs(a - b)) / pixel)
 
 
 def _check_var(ds: xr.Dataset, name: Hashable, role: str) -> xr.DataArray:
@@ -220,6 +263,10 @@ def validate(
         )
     if not 0.0 < min_coverage <= 1.0:
         raise CubeError(f"min_coverage must be in (0, 1], got {min_coverage}")
+    if ds.attrs.get("xstf_write_status", "complete") != "complete":
+        from .export import incomplete_message
+
+        raise CubeError(incomplete_message("this cube was read from", ds.attrs))
     f_da = _check_var(ds, fine, "fine")
     c_da = _check_var(ds, coarse, "coarse")
     _check_time(ds)
@@ -526,16 +573,15 @@ def from_arrays(
                     f"{name!r} has {da.sizes[dim]} pixels along {dim!r} but {ref_name!r} has "
                     f"{ref.sizes[dim]}: put both on the fine grid first (xstf.build_cube)"
                 )
-            if (
-                dim in da.coords
-                and dim in ref.coords
-                and not np.allclose(da[dim].values, ref[dim].values)
-            ):
-                raise CubeError(
-                    f"{name!r} and {ref_name!r} have different {dim!r} coordinates "
-                    f"({float(da[dim][0])}.. vs {float(ref[dim][0])}..): put both on the fine grid "
-                    "first (xstf.build_cube)"
-                )
+            if dim in da.coords and dim in ref.coords:
+                off = coordinate_offset(ref[dim].values, da[dim].values)
+                if off > GRID_TOLERANCE:
+                    raise CubeError(
+                        f"{name!r} and {ref_name!r} have different {dim!r} coordinates "
+                        f"({float(da[dim][0])}.. vs {float(ref[dim][0])}..: up to {off:.3g} "
+                        f"pixel(s) apart, tolerance {GRID_TOLERANCE:g}): put both on the fine "
+                        "grid first (xstf.build_cube)"
+                    )
     aligned = {
         k: (
             v.assign_coords(y=ref["y"], x=ref["x"])

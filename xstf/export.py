@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 import warnings
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -21,7 +22,15 @@ import pandas as pd
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
-__all__ = ["open_zarr", "prepare", "to_geotiff", "to_netcdf", "to_zarr"]
+__all__ = [
+    "incomplete_message",
+    "open_zarr",
+    "prepare",
+    "repair_zarr",
+    "to_geotiff",
+    "to_netcdf",
+    "to_zarr",
+]
 
 _STALE_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "_Unsigned")
 _KEEP_ENCODING = ("grid_mapping", "units", "calendar", "dtype")
@@ -112,22 +121,252 @@ def _exists(store: Any) -> bool:
     return isinstance(store, (str, os.PathLike)) and Path(store).exists()
 
 
-def _check_append(ds: xr.Dataset, store: Any, append_dim: str) -> None:
-    old = xr.open_zarr(store, decode_coords="all")
+#: Group attribute recording the state of a store written by :func:`to_zarr`.
+STATUS_ATTR = "xstf_write_status"
+#: Group attribute: number of dates that were complete when an append started.
+APPEND_FROM_ATTR = "xstf_dates_before_append"
+_STATUS_KEYS = (STATUS_ATTR, APPEND_FROM_ATTR)
+_TMP_TAG = ".xstf-tmp-"
+_OLD_TAG = ".xstf-old-"
+
+
+def _set_status(store: Any, status: str, **extra: Any) -> None:
+    """Write the status attrs into the group (and its consolidated metadata) — last step of a write."""
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+        group = zarr.open_group(store, mode="r+")
+        attrs = dict(group.attrs)
+        for k in _STATUS_KEYS:
+            attrs.pop(k, None)
+        group.attrs.put({**attrs, STATUS_ATTR: status, **extra})
+        try:
+            zarr.consolidate_metadata(store)
+        except Exception:  # stores that cannot hold consolidated metadata  # pragma: no cover
+            pass
+
+
+def _status(attrs: Mapping[str, Any]) -> str | None:
+    status = attrs.get(STATUS_ATTR)
+    return None if status is None else str(status)
+
+
+def incomplete_message(store: Any, attrs: Mapping[str, Any]) -> str | None:
+    """Why a store written by :func:`to_zarr` is not complete, with the fix; ``None`` if it is.
+
+    Stores written by other tools (no ``xstf_write_status`` attribute) count as complete.
+
+    Parameters
+    ----------
+    store : str, path-like or zarr store
+        The store (named in the message).
+    attrs : mapping
+        Its group attributes (``xr.open_zarr(store).attrs``).
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> incomplete_message("c.zarr", {"xstf_write_status": "complete"}) is None
+    True
+    >>> print(incomplete_message("c.zarr", {"xstf_write_status": "writing"}))  # doctest: +ELLIPSIS
+    the Zarr store c.zarr is incomplete: its write was interrupted ...
+    """
+    status = _status(attrs)
+    if status in (None, "complete"):
+        return None
+    if status == "appending":
+        n = attrs.get(APPEND_FROM_ATTR, "?")
+        return (
+            f"the Zarr store {store} is incomplete: an append was interrupted (its first {n} "
+            "date(s) were complete before it; the appended dates may be partly missing, read "
+            "back as NaN). Recover the complete dates with xstf.export.repair_zarr(store) "
+            "(drops the interrupted dates), then append them again"
+        )
+    return (
+        f"the Zarr store {store} is incomplete: its write was interrupted (status {status!r}), so "
+        "missing chunks would read back as NaN. Write it again with "
+        "xstf.to_zarr(..., overwrite=True); open_zarr(store, incomplete='warn') reads it anyway"
+    )
+
+
+def _array_dims(arr: Any) -> tuple[str, ...]:
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names is None:
+        names = arr.attrs.get("_ARRAY_DIMENSIONS", ())
+    return tuple(str(n) for n in names)
+
+
+def repair_zarr(store: str | os.PathLike) -> Path:
+    """Make a store left by an interrupted :func:`to_zarr` usable again, losing nothing complete.
+
+    - an interrupted **append**: every array along ``time`` is cut back to the dates that
+      were complete before the append (recorded in the store), and the store is marked
+      complete; append the dropped dates again;
+    - an interrupted **overwrite** killed between its two renames (the store missing, a
+      complete temporary sibling ``.{name}.xstf-tmp-*`` present): the new store is moved
+      into place; leftover temporary and old siblings are removed;
+    - an interrupted **first write** cannot be repaired (there is no complete version):
+      a ``ValueError`` says to write it again.
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store's path.
+
+    Returns
+    -------
+    pathlib.Path
+        The store's path.
+
+    Raises
+    ------
+    ValueError
+        The store was never completely written.
+    FileNotFoundError
+        No store and no complete temporary copy.
+
+    Examples
+    --------
+    >>> import tempfile, os, xstf
+    >>> store = os.path.join(tempfile.mkdtemp(), "c.zarr")
+    >>> _ = xstf.to_zarr(xstf.datasets.synthetic(size=16, days=2), store)
+    >>> repair_zarr(store).name  # a complete store is left as it is
+    'c.zarr'
+    """
+    import zarr
+
+    path = Path(store)
+    siblings = sorted(path.parent.glob(f".{path.name}{_TMP_TAG}*")) if path.parent.exists() else []
+    olds = sorted(path.parent.glob(f".{path.name}{_OLD_TAG}*")) if path.parent.exists() else []
+    if not path.exists():
+        done = [s for s in siblings if _read_status(s) == "complete"]
+        if not done:
+            raise FileNotFoundError(
+                f"{store} does not exist and no complete temporary copy was found"
+            )
+        os.rename(done[-1], path)
+        siblings = [s for s in siblings if s != done[-1]]
+    for leftover in [*siblings, *olds]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+        group = zarr.open_group(path, mode="r+")
+        attrs = dict(group.attrs)
+        status = _status(attrs)
+        if status in (None, "complete"):
+            return path
+        if status != "appending":
+            raise ValueError(incomplete_message(store, attrs))
+        n = int(attrs[APPEND_FROM_ATTR])
+        for _, arr in group.arrays():
+            dims = _array_dims(arr)
+            if "time" in dims:
+                axis = dims.index("time")
+                shape = list(arr.shape)
+                shape[axis] = min(n, shape[axis])
+                arr.resize(tuple(shape))
+    _set_status(path, "complete")
+    return path
+
+
+def _read_status(store: Any) -> str | None:
+    import zarr
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+            return _status(zarr.open_group(store, mode="r").attrs)
+    except Exception:
+        return None
+
+
+def _check_append(ds: xr.Dataset, store: Any, append_dim: str) -> xr.Dataset:
+    """Check ``ds`` against the store exactly; return it ready to append (units converted)."""
+    from .cube import GRID_TOLERANCE, coordinate_offset
+    from .units import convert_units, normalise_units
+
+    old = open_zarr(store, incomplete="raise")
     if append_dim not in old.dims:
         raise ValueError(
             f"the store {store} has no {append_dim!r} dim to append to (dims {dict(old.sizes)})"
         )
     for d in ds.dims:
         if d != append_dim and d in old.coords and d in ds.coords:
-            if old.sizes[d] != ds.sizes[d] or not np.allclose(old[d].values, ds[d].values):
+            if old.sizes[d] != ds.sizes[d]:
                 raise ValueError(
                     f"cannot append: {d!r} differs from the store's ({old.sizes[d]} vs {ds.sizes[d]} "
                     "values); append data on the same grid"
                 )
+            off = coordinate_offset(old[d].values, ds[d].values)
+            if off > GRID_TOLERANCE:
+                raise ValueError(
+                    f"cannot append: {d!r} differs from the store's by up to {off:.3g} pixel(s) "
+                    f"(store {float(old[d][0])}.., new {float(ds[d][0])}..; tolerance "
+                    f"{GRID_TOLERANCE:g} pixel): append data on the store's grid (reproject it, or "
+                    "assign the store's coordinates if the difference is only rounding)"
+                )
     missing = sorted(map(str, set(old.data_vars) ^ set(ds.data_vars)))
     if missing:
         raise ValueError(f"cannot append: variables differ from the store's ({missing})")
+    old_crs, new_crs = old.rio.crs, ds.rio.crs
+    if (old_crs is None) != (new_crs is None) or (old_crs is not None and old_crs != new_crs):
+        raise ValueError(
+            f"cannot append: the CRS differs from the store's ({_crs_name(new_crs)} vs "
+            f"{_crs_name(old_crs)}): reproject the data onto the store's grid first"
+        )
+    for key in ("method", "parameters"):
+        for where, a, b in [("the dataset", old.attrs, ds.attrs)] + [
+            (f"variable {v!r}", old[v].attrs, ds[v].attrs) for v in ds.data_vars
+        ]:
+            if (key in a or key in b) and a.get(key) != b.get(key):
+                raise ValueError(
+                    f"cannot append: {where} has {key}={_short(b.get(key))} but the store has "
+                    f"{key}={_short(a.get(key))}; results of another method or other parameters "
+                    "go to another store (or another variable name)"
+                )
+    static = []
+    for v in list(ds.data_vars):
+        ou, nu = old[v].attrs.get("units"), ds[v].attrs.get("units")
+        if ou != nu:
+            try:
+                same_kind = normalise_units(ou) in ("K", "degC") and normalise_units(nu) in (
+                    "K",
+                    "degC",
+                )
+            except ValueError:
+                same_kind = False
+            if not same_kind:
+                raise ValueError(
+                    f"cannot append: variable {v!r} is in {nu!r} but the store's is in {ou!r}: "
+                    "convert it first"
+                )
+            warnings.warn(
+                f"appending variable {v!r} in {nu!r} to a store in {ou!r}: converted to {ou!r}",
+                UserWarning,
+                stacklevel=3,
+            )
+            conv = convert_units(ds[v], ou)
+            conv.attrs["units"] = ou
+            ds[v] = conv
+        if append_dim not in ds[v].dims:
+            a, b = old[v].values, ds[v].values
+            if a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                n = (
+                    a.size
+                    if a.shape != b.shape
+                    else int(np.count_nonzero(~((a == b) | (a != a) & (b != b))))
+                )
+                raise ValueError(
+                    f"cannot append: the static variable {v!r} (no {append_dim!r} dim) differs from "
+                    f"the store's ({n} of {a.size} values): it would replace the store's for every "
+                    f"date. Drop it (ds.drop_vars({v!r})) if the store's is right, or write "
+                    "another store"
+                )
+            static.append(v)
     if append_dim == "time":
         last = pd.Timestamp(old["time"].values.max())
         new = pd.DatetimeIndex(ds["time"].values)
@@ -138,6 +377,26 @@ def _check_append(ds: xr.Dataset, store: Any, append_dim: str) -> None:
                 f"{[str(d.date()) for d in clash[:5]]}. Append only new, later dates (dates are never "
                 "rewritten), or rewrite the store with overwrite=True"
             )
+    out = ds.drop_vars(static)  # equal to the store's: not rewritten
+    out.attrs = {
+        **{k: v for k, v in ds.attrs.items() if k not in _STATUS_KEYS},
+        **{k: v for k, v in old.attrs.items() if k not in _STATUS_KEYS},
+        STATUS_ATTR: "appending",
+        APPEND_FROM_ATTR: int(old.sizes[append_dim]),
+    }
+    return out
+
+
+def _crs_name(crs: Any) -> str:
+    if crs is None:
+        return "no CRS"
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else str(crs.to_string())[:60]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def to_zarr(
@@ -153,14 +412,26 @@ def to_zarr(
     compute: bool = True,
     **kwargs: Any,
 ) -> Any:
-    """Write a cube or a fused DataArray to Zarr, chunk by chunk.
+    """Write a cube or a fused DataArray to Zarr, chunk by chunk, safely.
 
     The CRS goes in a CF ``spatial_ref`` grid mapping, attrs are CF (no
     ``scale_factor``/``add_offset``/``_FillValue`` in attrs), dask chunks become the store's
-    chunks (made regular where needed). ``append_dim="time"`` adds later dates to an existing
-    store without rewriting it (same grid and variables; dates must all be after the
-    store's last date). Read it back with ``xstf.export.open_zarr`` (``xr.open_zarr`` with
-    ``decode_coords="all"``, so ``spatial_ref`` comes back as a coordinate).
+    chunks (made regular where needed). Read it back with :func:`open_zarr`.
+
+    Safety (see the "Data safety" guide):
+
+    - the store records its state in the group attribute ``xstf_write_status``:
+      ``"writing"`` (or ``"appending"``) from the first byte, ``"complete"`` written last;
+      :func:`open_zarr` and :func:`xstf.validate` refuse a store that is not complete;
+    - ``overwrite=True`` on a local path writes a temporary sibling
+      (``.{name}.xstf-tmp-*``) and swaps it in only once it is complete, so the old store
+      is never deleted before the new data are written (and a source read lazily from
+      the destination itself is read in full first);
+    - ``append_dim="time"`` adds later dates without rewriting: same grid (coordinates
+      equal to 1e-3 pixel), CRS, variables, ``method``/``parameters`` attrs and static
+      variables (e.g. ``landcover``) as the store; temperatures in °C going into a Kelvin
+      store are converted with a warning. An interrupted append is undone by
+      :func:`repair_zarr`.
 
     Parameters
     ----------
@@ -183,39 +454,47 @@ def to_zarr(
     zarr_format : int, optional
         2 or 3 (default: zarr-python's, 3 for zarr 3).
     compute : bool
-        ``False`` returns a dask delayed object to compute later.
+        ``False`` returns a dask delayed object; computing it writes the data, marks the
+        store complete (and swaps it in for ``overwrite=True``).
     **kwargs
         Passed to :meth:`xarray.Dataset.to_zarr`.
 
     Returns
     -------
-    The result of :meth:`xarray.Dataset.to_zarr`.
+    pathlib.Path or store or dask.delayed.Delayed
+        The store's path for a local store (the store object otherwise), or a delayed
+        object with ``compute=False``.
 
     Raises
     ------
     FileExistsError
         ``store`` exists and neither ``overwrite=True`` nor ``append_dim`` was given.
     ValueError
-        Appending dates that are not new, on another grid, or with other variables.
+        Appending dates that are not new, on another grid or CRS, with other variables,
+        other units (not temperatures), another static variable or another method's
+        attrs; appending to (or opening) an incomplete store.
 
     Examples
     --------
     >>> import tempfile, os, xstf
     >>> ds = xstf.datasets.synthetic(size=32, days=6)
     >>> store = os.path.join(tempfile.mkdtemp(), "cube.zarr")
-    >>> _ = xstf.to_zarr(ds.isel(time=slice(0, 4)), store)
+    >>> xstf.to_zarr(ds.isel(time=slice(0, 4)), store).name
+    'cube.zarr'
     >>> _ = xstf.to_zarr(ds.isel(time=slice(4, 6)), store, append_dim="time")
     >>> back = xstf.export.open_zarr(store)
-    >>> back.sizes["time"], back.rio.crs == ds.rio.crs
-    (6, True)
+    >>> back.sizes["time"], back.rio.crs == ds.rio.crs, back.attrs["xstf_write_status"]
+    (6, True, 'complete')
     """
     ds = prepare(obj, name=name, chunks=chunks)
+    for k in _STATUS_KEYS:
+        ds.attrs.pop(k, None)
     exists = _exists(store)
     if mode in ("w",) and exists and not overwrite:
         raise FileExistsError(f"{store} exists: pass overwrite=True to replace it")
     if append_dim is not None:
         if exists:
-            _check_append(ds, store, append_dim)
+            ds = _check_append(ds, store, append_dim)
             mode = "a"
             kwargs.setdefault("align_chunks", True)
         else:
@@ -227,22 +506,60 @@ def to_zarr(
         )
     if mode is None:
         mode = "w" if overwrite else "w-"
-    if mode == "w" and exists and overwrite and Path(store).is_dir():
-        shutil.rmtree(store)
     if zarr_format is not None:
         kwargs["zarr_format"] = zarr_format
+    if mode != "a":
+        ds.attrs[STATUS_ATTR] = "writing"
+    target = store
+    swap = mode == "w" and exists and isinstance(store, (str, os.PathLike))
+    if swap:  # write a sibling, swap it in once complete: the old store survives a failure
+        path = Path(store)
+        target = path.parent / f".{path.name}{_TMP_TAG}{uuid.uuid4().hex[:8]}"
+        mode = "w-"
+    if mode == "a":
+        # the state goes first, so that a kill during the append is detectable
+        _set_status(store, "appending", **{APPEND_FROM_ATTR: ds.attrs[APPEND_FROM_ATTR]})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
-        return ds.to_zarr(store, mode=mode, append_dim=append_dim, compute=compute, **kwargs)
+        result = ds.to_zarr(target, mode=mode, append_dim=append_dim, compute=compute, **kwargs)
+    if compute:
+        _finish(target, store if swap else None)
+        return Path(store) if isinstance(store, (str, os.PathLike)) else store
+    import dask
+
+    return dask.delayed(_finish)(target, store if swap else None, result)
 
 
-def open_zarr(store: Any, **kwargs: Any) -> xr.Dataset:
-    """Open a store written by :func:`to_zarr` (``decode_coords="all"`` keeps ``spatial_ref``).
+def _finish(target: Any, swap_into: Any = None, _written: Any = None) -> Any:
+    """Mark ``target`` complete; for an overwrite, swap it in place of ``swap_into``."""
+    _set_status(target, "complete")
+    if swap_into is None:
+        return Path(target) if isinstance(target, (str, os.PathLike)) else target
+    dest = Path(swap_into)
+    old = dest.parent / f".{dest.name}{_OLD_TAG}{uuid.uuid4().hex[:8]}"
+    os.rename(dest, old)
+    os.rename(target, dest)
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
+    return dest
+
+
+def open_zarr(store: Any, *, incomplete: str = "raise", **kwargs: Any) -> xr.Dataset:
+    """Open a store written by :func:`to_zarr`, refusing one whose write did not finish.
+
+    ``decode_coords="all"`` keeps ``spatial_ref`` as a coordinate.
 
     Parameters
     ----------
     store : str, path-like or zarr store
         The store.
+    incomplete : {"raise", "warn"}
+        What to do with a store whose ``xstf_write_status`` is not ``"complete"`` (an
+        interrupted write or append): raise a ``ValueError`` naming the fix (default), or
+        warn and open it anyway (missing chunks read as NaN; :func:`xstf.validate` still
+        refuses it). Stores written by other tools (no status) open normally.
     **kwargs
         Passed to :func:`xarray.open_zarr`.
 
@@ -250,6 +567,11 @@ def open_zarr(store: Any, **kwargs: Any) -> xr.Dataset:
     -------
     xarray.Dataset
         Lazy (dask) dataset.
+
+    Raises
+    ------
+    ValueError
+        The store is incomplete and ``incomplete="raise"``.
 
     Examples
     --------
@@ -259,10 +581,18 @@ def open_zarr(store: Any, **kwargs: Any) -> xr.Dataset:
     >>> "spatial_ref" in xstf.export.open_zarr(store).coords
     True
     """
+    if incomplete not in ("raise", "warn"):
+        raise ValueError(f"incomplete must be 'raise' or 'warn', got {incomplete!r}")
     kwargs.setdefault("decode_coords", "all")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
-        return xr.open_zarr(store, **kwargs)
+        ds = xr.open_zarr(store, **kwargs)
+    problem = incomplete_message(store, ds.attrs)
+    if problem is not None:
+        if incomplete == "raise":
+            raise ValueError(problem)
+        warnings.warn(problem, UserWarning, stacklevel=2)
+    return ds
 
 
 def to_netcdf(
