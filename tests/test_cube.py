@@ -266,3 +266,101 @@ def test_import_xstf_does_not_import_torch_or_numba():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# -- issue 12: non-finite values, time axes that are not datetime64 -------------------------
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinite_value_is_rejected_with_variable_date_count(value):
+    ds = make_cube()
+    ds["fine"][0, 1, 1] = value
+    ds["fine"][0, 2, 2] = value
+    with pytest.raises(
+        xstf.CubeError, match=r"'fine' has 2 infinite value\(s\) on 1 date\(s\) \(2020-01-01: 2\)"
+    ):
+        ds.stf.validate()
+    with pytest.raises(xstf.CubeError, match="infinite"):  # lazy cubes too
+        ds.chunk({"time": 1}).stf.validate()
+
+
+def _fix_from_message(message: str) -> str:
+    import re
+
+    found = re.search(r"`(ds = [^`]+)`", message)
+    assert found, message
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    "kind", ["tz", "cftime-noleap", "cftime-360", "days", "yyyymmdd", "strings"]
+)
+def test_time_conversion_suggested_in_the_error_works(kind):
+    import xstf as _xstf
+
+    ds = make_cube(nt=4, fine_dates=(0, 2))
+    good = ds.time.values
+    times = {
+        "tz": pd.DatetimeIndex(good).tz_localize("Europe/Paris"),
+        "cftime-noleap": xr.date_range(
+            "2020-01-01", periods=4, freq="8D", calendar="noleap", use_cftime=True
+        ),
+        "cftime-360": xr.date_range(
+            "2020-01-01", periods=4, freq="8D", calendar="360_day", use_cftime=True
+        ),
+        "days": np.array([0, 8, 16, 24]),
+        "yyyymmdd": np.array([20200101, 20200109, 20200117, 20200125]),
+        "strings": np.array(["2020-01-01", "2020-01-09", "2020-01-17", "2020-01-25"]),
+    }[kind]
+    bad = ds.assign_coords(time=times)
+    with pytest.raises(xstf.CubeError, match="'time'") as err:
+        bad.stf.validate()
+    code = _fix_from_message(str(err.value)).replace("'YYYY-MM-DD'", "'2020-01-01'")
+    scope = {"ds": bad, "pandas": pd, "numpy": np, "xstf": _xstf}
+    exec(code, scope)
+    fixed = scope["ds"]
+    assert fixed.stf.validate() is fixed
+    want = pd.DatetimeIndex(good)
+    if kind == "tz":  # local midnight in Paris is 23:00 UTC the day before
+        want = want.tz_localize("Europe/Paris").tz_convert("UTC").tz_localize(None)
+    if kind != "cftime-360":  # 360-day dates map to other days of the standard calendar
+        np.testing.assert_array_equal(pd.DatetimeIndex(fixed.time.values), want)
+
+
+# -- issue 13: one coverage pass, cached per cube -------------------------------------------
+
+
+def test_lazy_synthetic_cube_is_generated_once_for_validate_pairs_targets_summary(monkeypatch):
+    from xstf import datasets
+
+    ds = xstf.datasets.synthetic(size=32, days=20, seed=5, chunks={"time": 4})
+    calls = []
+    real = datasets._render
+    monkeypatch.setattr(datasets, "_render", lambda p, t: (calls.append(t), real(p, t))[1])
+    ds.stf.validate()
+    ds.stf.pairs, ds.stf.targets, ds.stf.summary(), ds.stf.validate()
+    assert sorted(calls) == list(range(20))  # each date rendered once, by one pass
+    # a new cube (other graph) is scanned again; the cached one is not touched
+    ds.isel(time=slice(0, 8)).stf.pairs  # two chunks of 4 dates
+    assert len(calls) == 28
+
+
+def test_cached_coverage_equals_a_fresh_pass():
+    ds = xstf.datasets.synthetic(size=32, days=20, seed=5, chunks={"time": 4})
+    first = ds.stf.pairs, ds.stf.targets
+    xstf.cube.clear_cache()
+    assert ds.stf.pairs.equals(first[0]) and ds.stf.targets.equals(first[1])
+    eager = ds.load()
+    assert eager.stf.pairs.equals(first[0]) and eager.stf.targets.equals(first[1])
+
+
+def test_progress_bar_on_request_only(monkeypatch, capsys):
+    monkeypatch.setattr(xstf.cube, "PROGRESS_AFTER", 0.0)
+    ds = xstf.datasets.synthetic(size=16, days=4, chunks={"time": 1})
+    xstf.cube.pair_dates(ds)  # default: not a terminal, not a notebook -> quiet
+    xstf.cube.clear_cache()
+    xstf.cube.pair_dates(ds, progress=False)
+    assert capsys.readouterr().err == ""
+    xstf.cube.clear_cache()
+    xstf.cube.pair_dates(ds, progress=True)
+    assert "100%" in capsys.readouterr().err

@@ -13,7 +13,10 @@ of the scene; a *target* is a date where ``coarse`` is usable but ``fine`` is no
 
 from __future__ import annotations
 
+import sys
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -28,6 +31,8 @@ __all__ = [
     "DEFAULT_MIN_COVERAGE",
     "DIMS",
     "GRID_TOLERANCE",
+    "PROGRESS_AFTER",
+    "clear_cache",
     "coordinate_offset",
     "coverage",
     "from_arrays",
@@ -116,16 +121,54 @@ def _check_var(ds: xr.Dataset, name: Hashable, role: str) -> xr.DataArray:
     return da
 
 
+def _time_fix(t: xr.DataArray, idx: pd.Index) -> str:
+    """A conversion of a non-datetime64 ``time`` that works, as code (``ds = ...``)."""
+    calendar = getattr(idx, "calendar", None)
+    if calendar is not None:  # a CFTimeIndex
+        align = ", align_on='date'" if str(calendar) == "360_day" else ""
+        return (
+            f"ds = ds.convert_calendar('standard', use_cftime=False{align})` (calendar "
+            f"{calendar!r}; dates that do not exist in the standard calendar, e.g. 29-30 "
+            "February, are dropped: check ds.sizes['time'] before and after"
+        )
+    values = np.asarray(t.values)
+    if np.issubdtype(values.dtype, np.integer):
+        if values.size and values.min() >= 1800_01_01 and values.max() <= 2200_12_31:
+            return (
+                "ds = ds.assign_coords(time=pandas.to_datetime(ds.time.values.astype(str), "
+                "format='%Y%m%d'))` (the values look like YYYYMMDD)"
+            )
+        return (
+            "ds = ds.assign_coords(time=pandas.Timestamp('YYYY-MM-DD') + "
+            "pandas.to_timedelta(ds.time.values, unit='D'))` with the date of day 0 (if the "
+            "integers count days; pandas.to_datetime would read them as nanoseconds after 1970)"
+        )
+    return (
+        "ds = ds.assign_coords(time=pandas.to_datetime(ds.time.values))` (if the values are "
+        "date strings or datetime objects)"
+    )
+
+
 def _check_time(ds: xr.Dataset) -> None:
     if "time" not in ds.coords:
         raise CubeError(
             "the cube has no 'time' coordinate: assign one with ds.assign_coords(time=...)"
         )
     t = ds["time"]
-    if not np.issubdtype(t.dtype, np.datetime64):
+    tz = getattr(t.dtype, "tz", None)
+    if tz is not None:
         raise CubeError(
-            f"the 'time' coordinate has dtype {t.dtype}, not datetime64: convert it with "
-            "ds.assign_coords(time=pandas.to_datetime(ds.time.values))"
+            f"the 'time' coordinate is time-zone aware ({tz}); xstf needs naive datetime64 "
+            "(UTC): convert it with `ds = ds.assign_coords(time=ds.indexes['time']"
+            ".tz_convert('UTC').tz_localize(None))`"
+        )
+    if not isinstance(t.dtype, np.dtype) or not np.issubdtype(t.dtype, np.datetime64):
+        idx = ds.indexes["time"] if "time" in ds.indexes else pd.Index(np.asarray(t.values))
+        raise CubeError(
+            f"the 'time' coordinate has dtype {t.dtype}"
+            + (f" ({type(idx).__name__})" if type(idx) is not pd.Index else "")
+            + ", not datetime64: convert it with `"
+            + _time_fix(t, idx)
         )
     idx = pd.DatetimeIndex(t.values)
     if idx.hasnans:
@@ -165,14 +208,124 @@ def _check_space(ds: xr.Dataset) -> None:
                 )
 
 
-def _sample(da: xr.DataArray) -> np.ndarray:
-    """A strided spatial subsample of every date (cheap on dask, enough for plausibility checks)."""
+@dataclass(frozen=True)
+class _Scan:
+    """What one pass over a cube's fine and coarse data learns (small: per-date vectors)."""
+
+    coverage: dict[Hashable, np.ndarray]  # valid (non-NaN) share per date
+    n_inf: dict[Hashable, np.ndarray]  # ±inf pixels per date
+    stats: dict[
+        Hashable, tuple[int, float, float, float, int]
+    ]  # sample: n, median, lo, hi, outside
+
+
+_SCANS: OrderedDict[str, _Scan] = OrderedDict()
+_SCAN_CACHE_SIZE = 32
+#: Seconds a coverage pass must last before its progress bar shows (when shown at all).
+PROGRESS_AFTER = 1.0
+
+
+def clear_cache() -> None:
+    """Forget the cached coverage passes (see :func:`validate`).
+
+    The cache is keyed on the dask graph tokens of ``fine`` and ``coarse``, which change
+    whenever the data or the computation change; clear it only if the files behind an
+    unchanged graph were rewritten in place.
+
+    Examples
+    --------
+    >>> clear_cache()
+    """
+    _SCANS.clear()
+
+
+def _strided(da: xr.DataArray) -> xr.DataArray:
+    """A strided spatial subsample of every date (enough for the plausibility checks)."""
     sy = max(1, da.sizes["y"] // _SAMPLE_PIXELS)
     sx = max(1, da.sizes["x"] // _SAMPLE_PIXELS)
-    return np.asarray(da.isel(y=slice(None, None, sy), x=slice(None, None, sx)).values)
+    return da.isel(y=slice(None, None, sy), x=slice(None, None, sx))
 
 
-def _check_values(name: Hashable, da: xr.DataArray, values: np.ndarray) -> None:
+def _show_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    if "ipykernel" in sys.modules:  # a notebook
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _scan_key(f: xr.DataArray, c: xr.DataArray) -> str | None:
+    """Cache key of a scan: the dask tokens of both arrays (None for numpy data: not cached)."""
+    import dask
+
+    if not (dask.is_dask_collection(f.data) and dask.is_dask_collection(c.data)):
+        return None
+    return str(dask.base.tokenize(f.data, c.data))
+
+
+def _scan(ds: xr.Dataset, fine: Hashable, coarse: Hashable, progress: bool | None = None) -> _Scan:
+    """Coverage, ±inf counts and sample statistics of ``fine`` and ``coarse``: one pass.
+
+    On dask data everything is computed in one ``dask.compute`` (each chunk, and each date
+    of a lazy synthetic cube, is read or generated once) and cached per cube, keyed on the
+    dask graph tokens of the two variables: asking again (pairs, targets, summary,
+    validate, a fusion call) costs nothing until the data change.
+    """
+    f_da, c_da = ds[fine], ds[coarse]
+    key = _scan_key(f_da, c_da)
+    if key is not None and key in _SCANS:
+        _SCANS.move_to_end(key)
+        return _SCANS[key]
+    pieces = []
+    for da in (f_da, c_da):
+        pieces += [
+            da.notnull().mean(("y", "x"), dtype="float64").data,
+            np.isinf(da).sum(("y", "x")).data,
+            _strided(da).data,
+        ]
+    if key is None:
+        done = [np.asarray(p) for p in pieces]
+    else:
+        import dask
+
+        if _show_progress(progress):
+            from dask.diagnostics import ProgressBar
+
+            with ProgressBar(minimum=PROGRESS_AFTER, out=sys.stderr):
+                done = list(dask.compute(*pieces))
+        else:
+            done = list(dask.compute(*pieces))
+    cov, n_inf, stats = {}, {}, {}
+    for i, name in enumerate((fine, coarse)):
+        cov[name] = np.asarray(done[3 * i], dtype="float64")
+        n_inf[name] = np.asarray(done[3 * i + 1], dtype="int64")
+        values = np.asarray(done[3 * i + 2])
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            outside = np.count_nonzero((finite < PLAUSIBLE_K[0]) | (finite > PLAUSIBLE_K[1]))
+            stats[name] = (
+                int(finite.size),
+                float(np.median(finite)),
+                float(finite.min()),
+                float(finite.max()),
+                int(outside),
+            )
+        else:
+            stats[name] = (0, float("nan"), float("nan"), float("nan"), 0)
+    out = _Scan(cov, n_inf, stats)
+    if key is not None:
+        _SCANS[key] = out
+        while len(_SCANS) > _SCAN_CACHE_SIZE:
+            _SCANS.popitem(last=False)
+    return out
+
+
+def _check_values(
+    name: Hashable, da: xr.DataArray, stats: tuple[int, float, float, float, int]
+) -> None:
     units = da.attrs.get("units")
     if units is not None:
         try:
@@ -187,11 +340,9 @@ def _check_values(name: Hashable, da: xr.DataArray, values: np.ndarray) -> None:
                 f"variable {name!r} is in {units!r}; the cube holds Kelvin: "
                 f"ds[{name!r}] = xstf.to_kelvin(ds[{name!r}])"
             )
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
+    n_finite, med, lo, hi, outside = stats
+    if n_finite == 0:
         return
-    med = float(np.median(finite))
-    lo, hi = float(finite.min()), float(finite.max())
     if -90.0 <= med <= 75.0:
         raise CubeError(
             f"variable {name!r} looks like degrees Celsius (median {med:.1f}, range {lo:.1f}..{hi:.1f}), "
@@ -204,10 +355,9 @@ def _check_values(name: Hashable, da: xr.DataArray, values: np.ndarray) -> None:
             "first (MODIS LST_Day_1km: × 0.02; Landsat C2 ST_B10: × 0.00341802 + 149.0), "
             "or read it with xstf.io.open_modis / xstf.io.open_landsat"
         )
-    outside = np.count_nonzero((finite < PLAUSIBLE_K[0]) | (finite > PLAUSIBLE_K[1]))
-    if outside > 0.01 * finite.size:
+    if outside > 0.01 * n_finite:
         raise CubeError(
-            f"variable {name!r} has {outside} of {finite.size} sampled pixels outside the plausible "
+            f"variable {name!r} has {outside} of {n_finite} sampled pixels outside the plausible "
             f"LST range {PLAUSIBLE_K[0]:.0f}..{PLAUSIBLE_K[1]:.0f} K (range {lo:.1f}..{hi:.1f}): "
             "check the scale factor, the fill value (mask it to NaN) and the units"
         )
@@ -219,12 +369,21 @@ def validate(
     coarse: Hashable = "coarse",
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     require_pairs: int = 1,
+    *,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Check that ``ds`` follows the cube convention and return it unchanged.
 
-    The value checks (units, plausibility, coverage) run on a strided spatial
-    subsample of every date (at most about 256 × 256 pixels per date), so a dask-backed
-    cube is read only partially; the dataset returned stays lazy.
+    One pass over ``fine`` and ``coarse`` (a single ``dask.compute`` on dask data)
+    gives the coverage of every date, the count of ±inf pixels per date and a strided
+    subsample (at most about 256 × 256 pixels per date) for the units and plausibility
+    checks. The result of that pass is cached per cube (keyed on the dask graph tokens
+    of the two variables), so :func:`pair_dates`, :func:`target_dates`, :func:`summary`
+    and the fusion methods called next reuse it instead of reading the data again. The
+    dataset returned stays lazy.
+
+    ±inf values are **rejected** (a :class:`~xstf.CubeError` naming the variable, the
+    dates and the counts), not converted: only NaN means "missing" in a cube.
 
     Parameters
     ----------
@@ -236,6 +395,10 @@ def validate(
         Share of valid pixels for a date to count as observed (0–1).
     require_pairs : int
         How many pairs the cube must have (0 to skip the check).
+    progress : bool, optional
+        Show a progress bar (dask's, on stderr) for the pass over dask data when it lasts
+        more than :data:`PROGRESS_AFTER` seconds. Default: only in a notebook or when
+        stderr is a terminal (so never in tests or doctests); ``False`` turns it off.
 
     Returns
     -------
@@ -246,8 +409,10 @@ def validate(
     ------
     CubeError
         Naming the problem and the fix: missing variable, wrong dims, time not
-        datetime64 / not increasing / duplicated, non-finite coordinates, values that
-        are not plausible LST in Kelvin, an all-NaN variable, too few usable pairs.
+        datetime64 (tz-aware, cftime, integers: the message gives a conversion that
+        works) / not increasing / duplicated, non-finite coordinates, ±inf values, values
+        that are not plausible LST in Kelvin, an all-NaN variable, too few usable pairs,
+        a cube read from an incomplete Zarr store.
 
     Examples
     --------
@@ -271,22 +436,30 @@ def validate(
     c_da = _check_var(ds, coarse, "coarse")
     _check_time(ds)
     _check_space(ds)
-    cov = {}
+    scan = _scan(ds, fine, coarse, progress)
+    cov = scan.coverage
+    times = pd.DatetimeIndex(ds["time"].values)
     for name, da in ((fine, f_da), (coarse, c_da)):
-        values = _sample(da)
-        if not np.isfinite(values).any():
+        if not (cov[name] > 0).any():
             raise CubeError(
                 f"variable {name!r} is all NaN on all {da.sizes['time']} dates: check the fill "
                 "value, the QA mask and that the sensor's dates fall in the cube's time range"
             )
-        _check_values(name, da, values)
-        cov[name] = np.isfinite(values).mean(axis=(1, 2))
+        n_inf = scan.n_inf[name]
+        if n_inf.any():
+            bad = np.flatnonzero(n_inf)
+            where = ", ".join(f"{times[i].date()}: {int(n_inf[i])}" for i in bad[:5])
+            raise CubeError(
+                f"variable {name!r} has {int(n_inf.sum())} infinite value(s) on {bad.size} "
+                f"date(s) ({where}{' ...' if bad.size > 5 else ''}); xstf treats only NaN as "
+                f"missing. Mask them: ds[{name!r}] = ds[{name!r}].where(numpy.isfinite(ds[{name!r}]))"
+            )
+        _check_values(name, da, scan.stats[name])
     if require_pairs:
         ok = (cov[fine] >= min_coverage) & (cov[coarse] >= min_coverage)
         n = int(ok.sum())
         if n < require_pairs:
             best = np.argsort(-np.minimum(cov[fine], cov[coarse]))[:3]
-            times = pd.DatetimeIndex(ds["time"].values)
             hint = ", ".join(
                 f"{times[i].date()} (fine {cov[fine][i]:.0%}, coarse {cov[coarse][i]:.0%})"
                 for i in best
@@ -333,11 +506,21 @@ def coverage(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse
 
 
 def _observed(
-    ds: xr.Dataset, fine: Hashable, coarse: Hashable, min_coverage: float
+    ds: xr.Dataset,
+    fine: Hashable,
+    coarse: Hashable,
+    min_coverage: float,
+    progress: bool | None = None,
 ) -> tuple[xr.Dataset, np.ndarray, np.ndarray]:
-    """Coverage (computed once, both variables in one pass) and the per-date usable flags."""
-    cov = coverage(ds, fine, coarse).compute()
-    return cov, cov[fine].values >= min_coverage, cov[coarse].values >= min_coverage
+    """Coverage (one cached pass, both variables) and the per-date usable flags."""
+    scan = _scan(ds, fine, coarse, progress)
+    cov = xr.Dataset(
+        {name: ("time", scan.coverage[name]) for name in (fine, coarse)},
+        coords={"time": ds["time"].values},
+    )
+    for name in (fine, coarse):
+        cov[name].attrs = {"long_name": f"valid fraction of {name}", "units": "1"}
+    return cov, scan.coverage[fine] >= min_coverage, scan.coverage[coarse] >= min_coverage
 
 
 def pair_dates(
@@ -345,6 +528,8 @@ def pair_dates(
     fine: Hashable = "fine",
     coarse: Hashable = "coarse",
     min_coverage: float = DEFAULT_MIN_COVERAGE,
+    *,
+    progress: bool | None = None,
 ) -> pd.DatetimeIndex:
     """Dates where both ``fine`` and ``coarse`` cover at least ``min_coverage`` of the scene.
 
@@ -356,6 +541,8 @@ def pair_dates(
         Variable names.
     min_coverage : float
         Share of valid pixels required of each sensor.
+    progress : bool, optional
+        Progress bar for the coverage pass (see :func:`validate`).
 
     Returns
     -------
@@ -369,7 +556,7 @@ def pair_dates(
     >>> len(xstf.cube.pair_dates(ds))
     4
     """
-    _, f_ok, c_ok = _observed(ds, fine, coarse, min_coverage)
+    _, f_ok, c_ok = _observed(ds, fine, coarse, min_coverage, progress)
     ok = f_ok & c_ok
     return pd.DatetimeIndex(ds["time"].values[ok], name="time")
 
@@ -380,6 +567,8 @@ def target_dates(
     coarse: Hashable = "coarse",
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     include_pairs: bool = False,
+    *,
+    progress: bool | None = None,
 ) -> pd.DatetimeIndex:
     """Dates to predict: ``coarse`` covers at least ``min_coverage`` and the date is not a pair.
 
@@ -393,6 +582,8 @@ def target_dates(
         Share of valid coarse pixels required.
     include_pairs : bool
         Also return the pair dates (for leave-one-out evaluation).
+    progress : bool, optional
+        Progress bar for the coverage pass (see :func:`validate`).
 
     Returns
     -------
@@ -406,7 +597,7 @@ def target_dates(
     >>> len(xstf.cube.target_dates(ds))
     60
     """
-    _, f_ok, ok = _observed(ds, fine, coarse, min_coverage)
+    _, f_ok, ok = _observed(ds, fine, coarse, min_coverage, progress)
     if not include_pairs:
         ok = ok & ~f_ok
     return pd.DatetimeIndex(ds["time"].values[ok], name="time")
@@ -598,6 +789,8 @@ def summary(
     fine: Hashable = "fine",
     coarse: Hashable = "coarse",
     min_coverage: float = DEFAULT_MIN_COVERAGE,
+    *,
+    progress: bool | None = None,
 ) -> str:
     """A short text summary of a cube: grid, dates, pairs, targets and coverage.
 
@@ -611,6 +804,8 @@ def summary(
         Variable names.
     min_coverage : float
         Threshold for pairs and targets.
+    progress : bool, optional
+        Progress bar for the coverage pass (see :func:`validate`).
 
     Returns
     -------
@@ -623,7 +818,7 @@ def summary(
     >>> print(xstf.cube.summary(xstf.datasets.synthetic(size=32, days=20)).splitlines()[0])
     LST cube: 20 dates (2021-01-01 .. 2021-01-20), 32 x 32 pixels of 30 m, CRS EPSG:32631
     """
-    cov, f_ok, c_ok = _observed(ds, fine, coarse, min_coverage)
+    cov, f_ok, c_ok = _observed(ds, fine, coarse, min_coverage, progress)
     times = pd.DatetimeIndex(ds["time"].values)
     pairs = times[f_ok & c_ok]
     targets = times[c_ok & ~f_ok]
