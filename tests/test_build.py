@@ -179,3 +179,76 @@ def test_other_target_crs_reprojects_fine_too():
     assert np.nanmin(f) == 300.0 and np.nanmax(f) == 300.0
     assert 0.05 < np.isnan(f).mean() < 0.4
     assert np.isfinite(cube.coarse.values).all()
+
+
+# -- issue 14 item 8: bicubic is really bicubic ----------------------------------------------
+
+
+def _quadratic(x, y):
+    return 290.0 + 0.5 * ((x - CX0) / 1000.0) ** 2 + 0.3 * ((y - 5_295_000.0) / 1000.0) ** 2
+
+
+def _bilinear_reference(cube_x, cube_y):
+    """Plain numpy bilinear interpolation of the coarse samples at the fine pixel centres."""
+    y, x = _coarse_coords()
+    px = (cube_x - x[0]) / 1000.0
+    py = (y[0] - cube_y) / 1000.0
+    values = _quadratic(*np.meshgrid(x, y))
+    ix, iy = np.floor(px).astype(int), np.floor(py).astype(int)
+    fx, fy = px - ix, py - iy
+    v = values
+    top = v[iy][:, ix] * (1 - fx) + v[iy][:, ix + 1] * fx
+    bottom = v[iy + 1][:, ix] * (1 - fx) + v[iy + 1][:, ix + 1] * fx
+    return top * (1 - fy)[:, None] + bottom * fy[:, None]
+
+
+def test_bicubic_is_not_bilinear_on_a_curved_field():
+    fine = _fine(["2020-07-01"])
+    coarse = _coarse(["2020-07-01"], _quadratic)
+    cubic = xstf.build_cube(fine, coarse, validate=False).coarse.isel(time=0).values
+    linear = xstf.build_cube(fine, coarse, resampling="bilinear", validate=False)
+    linear = linear.coarse.isel(time=0).values
+    xs, ys = np.meshgrid(fine.x.values, fine.y.values)
+    exact = _quadratic(xs, ys)
+    # Keys cubic convolution (a = -0.5, GDAL's "cubic") reproduces quadratics exactly ...
+    np.testing.assert_allclose(cubic, exact, atol=2e-3)
+    # ... bilinear does not (up to 1/8 of the second difference), and matches plain numpy
+    ref = _bilinear_reference(fine.x.values, fine.y.values)
+    np.testing.assert_allclose(linear, ref, atol=2e-3)
+    assert np.abs(ref - exact).max() > 0.1
+    assert np.abs(cubic - linear).max() > 0.1
+
+
+# -- issue 12: mis-tagged MODIS, 0 °C as missing ---------------------------------------------
+
+
+def test_modis_tagged_epsg4326_is_a_clear_error():
+    coarse = _coarse(["2020-07-01"], _ramp).rio.write_crs("EPSG:4326")
+    with pytest.raises(xstf.CubeError, match=r"tagged EPSG:4326 \(degrees\).*MODIS_SINUSOIDAL"):
+        xstf.build_cube(_fine(["2020-07-01"]), coarse, validate=False)
+    # the suggested fix (imposing the CRS) gets past the check
+    cube = xstf.build_cube(_fine(["2020-07-01"]), coarse, coarse_crs=UTM, validate=False)
+    assert cube.sizes["time"] == 1
+
+
+def _celsius_with_zero_holes(dates):
+    fine = _fine(dates, value=300.0) - 273.15
+    fine.attrs = {"units": "degC"}
+    fine[:, :30, :] = 0.0  # a third of the pixels: 0 marks "missing"
+    return fine
+
+
+def test_celsius_zero_spike_warns():
+    dates = ["2020-07-01", "2020-07-17"]
+    fine = _celsius_with_zero_holes(dates)
+    coarse = _coarse(dates, _ramp)
+    with pytest.warns(
+        UserWarning, match=r"33% of the sampled pixels are exactly 273.15 K.*zero_is_missing=True"
+    ):
+        xstf.build_cube(fine, coarse)
+    cube = xstf.build_cube(fine, coarse, zero_is_missing=True)  # the fix: masked, no warning
+    assert int(cube.fine.isnull().sum()) == 2 * 30 * N
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*273.15 K")
+        kept = xstf.build_cube(fine, coarse, zero_is_missing=False)  # real zeros: kept, quiet
+    assert int((kept.fine == np.float32(273.15)).sum()) == 2 * 30 * N

@@ -79,7 +79,11 @@ def fix_modis_crs(crs: Any) -> tuple[CRS, bool]:
 
 
 def _as_cube_array(
-    obj: Any, role: str, units: str | None, options: Mapping[str, Any] | None
+    obj: Any,
+    role: str,
+    units: str | None,
+    options: Mapping[str, Any] | None,
+    zero_is_missing: bool | None = None,
 ) -> xr.DataArray:
     if isinstance(obj, (str, os.PathLike, list, tuple)):
         from .io import open_landsat, open_modis
@@ -105,6 +109,11 @@ def _as_cube_array(
         raise CubeError(
             f"{role} has integer dtype {obj.dtype}: decode it first (xstf.io.open_landsat / open_modis)"
         )
+    if zero_is_missing is not None and "zero_is_missing" not in obj.attrs:
+        attrs = {**obj.attrs, "zero_is_missing": int(zero_is_missing)}
+        if zero_is_missing:
+            obj = obj.where(obj != 0)
+        obj.attrs = attrs
     if units is not None or obj.attrs.get("units") is not None:
         obj = to_kelvin(obj, units=units)
     else:
@@ -116,6 +125,36 @@ def _as_cube_array(
     return obj
 
 
+def _check_degrees(da: xr.DataArray, role: str, crs: CRS) -> None:
+    """A geographic CRS on coordinates that cannot be degrees (a mis-tag): a clear error."""
+    if not crs.is_geographic:
+        return
+    xs = np.abs(np.asarray(da["x"].values, dtype="float64"))
+    ys = np.abs(np.asarray(da["y"].values, dtype="float64"))
+    if xs.size and ys.size and (xs.max() > 360.0 or ys.max() > 90.0):
+        fix = (
+            "For MODIS pass coarse_crs=xstf.io.MODIS_SINUSOIDAL; otherwise pass coarse_crs=... "
+            "or write the right CRS with da.rio.write_crs('EPSG:...')"
+            if role == "coarse"
+            else "Write the right CRS first: da.rio.write_crs('EPSG:...')"
+        )
+        raise CubeError(
+            f"{role} is tagged {_crs_label(crs)} (degrees) but its coordinates reach x "
+            f"{xs.max():.0f}, y {ys.max():.0f}: those are metres, not degrees, so the CRS tag "
+            f"is wrong. {fix}"
+        )
+
+
+def _crs_label(crs: CRS) -> str:
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.name
+
+
+def _rounded(box: Any) -> str:
+    """Bounding box for a message (non-finite values, e.g. after a failed transform, as text)."""
+    return "(" + ", ".join(f"{v:.0f}" if np.isfinite(v) else str(v) for v in box) + ")"
+
+
 def _resolution_m(gbox: Any) -> float:
     res = abs(float(gbox.resolution.x))
     if gbox.crs.geographic:  # degrees -> metres at the grid's centre
@@ -125,7 +164,10 @@ def _resolution_m(gbox: Any) -> float:
 
 
 def _bounds_ll(geom: Any) -> str:
-    x0, y0, x1, y1 = geom.to_crs("EPSG:4326").boundingbox
+    try:
+        x0, y0, x1, y1 = geom.to_crs("EPSG:4326").boundingbox
+    except Exception:  # a footprint that does not transform  # pragma: no cover
+        return "not representable in lon/lat"
     return f"lon {x0:.4f}..{x1:.4f}, lat {y0:.4f}..{y1:.4f}"
 
 
@@ -163,6 +205,7 @@ def build_cube(
     validate: bool = True,
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
     require_pairs: int = 1,
+    zero_is_missing: bool | None = None,
 ) -> xr.Dataset:
     """Assemble a cube: MODIS resampled lazily onto the Landsat grid, dates aligned, Kelvin.
 
@@ -218,6 +261,12 @@ def build_cube(
         ``False`` leaves the cube completely unevaluated.
     min_coverage, require_pairs : float, int
         Passed to :func:`xstf.validate`.
+    zero_is_missing : bool, optional
+        ``True``: exact zeros of the inputs are missing pixels (Earth Engine exports in
+        °C), masked to NaN before the unit conversion (lazily). ``False``: zeros are real.
+        ``None`` (default): left as they are, and :func:`xstf.validate` warns when more
+        than 5 % of a variable's sampled pixels sit at exactly 273.15 K (0 °C). Inputs
+        read with :mod:`xstf.io` carry the readers' own decision.
 
     Returns
     -------
@@ -256,8 +305,8 @@ def build_cube(
     if not 0.0 <= min_overlap <= 1.0:
         raise ValueError(f"min_overlap must be within 0..1, got {min_overlap}")
     fname, cname = names
-    f = _as_cube_array(fine, "fine", fine_units, fine_options)
-    c = _as_cube_array(coarse, "coarse", coarse_units, coarse_options)
+    f = _as_cube_array(fine, "fine", fine_units, fine_options, zero_is_missing)
+    c = _as_cube_array(coarse, "coarse", coarse_units, coarse_options, zero_is_missing)
 
     # -- CRS -------------------------------------------------------------------------------
     fixed = False
@@ -280,6 +329,8 @@ def build_cube(
                 UserWarning,
                 stacklevel=2,
             )
+    _check_degrees(f, "fine", CRS.from_user_input(f.rio.crs))
+    _check_degrees(c, "coarse", CRS.from_user_input(c.rio.crs))
     target_crs = CRS.from_user_input(crs) if crs is not None else CRS.from_user_input(f.rio.crs)
     fgeo = f.odc.geobox
     if CRS.from_user_input(f.rio.crs) != target_crs:
@@ -298,8 +349,7 @@ def build_cube(
             f"the coarse footprint covers {overlap:.1%} of the fine scene (min_overlap="
             f"{min_overlap:.0%}): fine {_bounds_ll(fext)}; coarse {_bounds_ll(cgeo.extent)} "
             f"(in {(fgeo.crs.epsg and f'EPSG:{fgeo.crs.epsg}') or 'the fine CRS'}: fine "
-            f"{tuple(round(v) for v in fext.boundingbox)}, coarse "
-            f"{tuple(round(v) for v in cext.boundingbox)}). Check the CRS of both (MODIS: "
+            f"{_rounded(fext.boundingbox)}, coarse {_rounded(cext.boundingbox)}). Check the CRS of both (MODIS: "
             "sinusoidal sphere, coarse_crs=xstf.io.MODIS_SINUSOIDAL), the tiles/regions "
             "read, or lower min_overlap"
         )

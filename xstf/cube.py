@@ -14,6 +14,7 @@ of the scene; a *target* is a date where ``coarse`` is usable but ``fine`` is no
 from __future__ import annotations
 
 import sys
+import warnings
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "DIMS",
     "GRID_TOLERANCE",
     "PROGRESS_AFTER",
+    "ZERO_SPIKE_SHARE",
     "clear_cache",
     "coordinate_offset",
     "coverage",
@@ -214,9 +216,9 @@ class _Scan:
 
     coverage: dict[Hashable, np.ndarray]  # valid (non-NaN) share per date
     n_inf: dict[Hashable, np.ndarray]  # ±inf pixels per date
-    stats: dict[
-        Hashable, tuple[int, float, float, float, int]
-    ]  # sample: n, median, lo, hi, outside
+    # sample statistics: n finite, median, min, max, n outside the plausible range
+    stats: dict[Hashable, tuple[int, float, float, float, int]]
+    n_melt: dict[Hashable, int]  # sampled pixels at exactly 273.15 K (0 °C: a fill value?)
 
 
 _SCANS: OrderedDict[str, _Scan] = OrderedDict()
@@ -298,12 +300,13 @@ def _scan(ds: xr.Dataset, fine: Hashable, coarse: Hashable, progress: bool | Non
                 done = list(dask.compute(*pieces))
         else:
             done = list(dask.compute(*pieces))
-    cov, n_inf, stats = {}, {}, {}
+    cov, n_inf, stats, n_melt = {}, {}, {}, {}
     for i, name in enumerate((fine, coarse)):
         cov[name] = np.asarray(done[3 * i], dtype="float64")
         n_inf[name] = np.asarray(done[3 * i + 1], dtype="int64")
         values = np.asarray(done[3 * i + 2])
         finite = values[np.isfinite(values)]
+        n_melt[name] = int(np.count_nonzero(finite == np.asarray(273.15, dtype=finite.dtype)))
         if finite.size:
             outside = np.count_nonzero((finite < PLAUSIBLE_K[0]) | (finite > PLAUSIBLE_K[1]))
             stats[name] = (
@@ -315,7 +318,7 @@ def _scan(ds: xr.Dataset, fine: Hashable, coarse: Hashable, progress: bool | Non
             )
         else:
             stats[name] = (0, float("nan"), float("nan"), float("nan"), 0)
-    out = _Scan(cov, n_inf, stats)
+    out = _Scan(cov, n_inf, stats, n_melt)
     if key is not None:
         _SCANS[key] = out
         while len(_SCANS) > _SCAN_CACHE_SIZE:
@@ -363,6 +366,26 @@ def _check_values(
         )
 
 
+#: Share of sampled pixels at exactly 273.15 K above which validate warns (0 °C as missing).
+ZERO_SPIKE_SHARE = 0.05
+
+
+def _warn_zero_spike(name: Hashable, da: xr.DataArray, n_finite: int, n_melt: int) -> None:
+    if n_finite == 0 or n_melt <= ZERO_SPIKE_SHARE * n_finite:
+        return
+    if "zero_is_missing" in da.attrs:  # the reader or build_cube decided explicitly
+        return
+    warnings.warn(
+        f"variable {name!r}: {n_melt / n_finite:.0%} of the sampled pixels are exactly 273.15 K "
+        "(0 °C), a spike no real LST field has: 0 probably marked missing pixels in a °C source "
+        "(Earth Engine exports). Mask them: xstf.build_cube(..., zero_is_missing=True), the "
+        "readers' zero_is_missing=True, or da.where(da != 0) before xstf.to_kelvin; pass "
+        "zero_is_missing=False to build_cube if the zeros are real",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def validate(
     ds: xr.Dataset,
     fine: Hashable = "fine",
@@ -383,7 +406,10 @@ def validate(
     dataset returned stays lazy.
 
     ±inf values are **rejected** (a :class:`~xstf.CubeError` naming the variable, the
-    dates and the counts), not converted: only NaN means "missing" in a cube.
+    dates and the counts), not converted: only NaN means "missing" in a cube. More than
+    :data:`ZERO_SPIKE_SHARE` of the sampled pixels at exactly 273.15 K (0 °C used as a
+    fill value, then converted) gives a ``UserWarning``, unless the variable's
+    ``zero_is_missing`` attribute says the zeros were handled.
 
     Parameters
     ----------
@@ -455,6 +481,7 @@ def validate(
                 f"missing. Mask them: ds[{name!r}] = ds[{name!r}].where(numpy.isfinite(ds[{name!r}]))"
             )
         _check_values(name, da, scan.stats[name])
+        _warn_zero_spike(name, da, scan.stats[name][0], scan.n_melt[name])
     if require_pairs:
         ok = (cov[fine] >= min_coverage) & (cov[coarse] >= min_coverage)
         n = int(ok.sum())
