@@ -150,3 +150,9 @@ def test_bad_parameters():
         xstf.datasets.synthetic(size=4, days=5)
     with pytest.raises(ValueError, match="ratio"):
         xstf.datasets.synthetic(size=32, days=5, ratio=0.5)
+
+
+def test_resolution_attrs_are_round_numbers():
+    ds = xstf.datasets.synthetic(size=16, days=2)
+    assert ds.attrs["coarse_resolution"] == 1000.0  # not 1000.0000000000001
+    assert repr(ds.attrs["coarse_resolution"]) == "1000.0"

@@ -17,12 +17,11 @@ import importlib
 from typing import Any
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.stf)
-from . import cube, datasets
+from . import cube
+from ._version import __version__
 from .cube import coverage, validate
 from .errors import CubeError
 from .units import convert_units, to_kelvin
-
-__version__ = "0.1.0.dev0"
 
 # name -> (module, attribute); loaded on first access so `import xstf` stays light
 _LAZY = {
@@ -32,7 +31,11 @@ _LAZY = {
     "build_cube": ("xstf.build", "build_cube"),
     "fill_gaps": ("xstf.gapfill", "fill_gaps"),
     "to_zarr": ("xstf.export", "to_zarr"),
+    "to_netcdf": ("xstf.export", "to_netcdf"),
+    "to_geotiff": ("xstf.export", "to_geotiff"),
+    "open_zarr": ("xstf.export", "open_zarr"),
     "load_model": ("xstf.models", "load_model"),
+    "datasets": ("xstf.datasets", None),
     "plot": ("xstf.plot", None),
     "fusion": ("xstf.fusion", None),
     "scoring": ("xstf.scoring", None),
@@ -49,7 +52,6 @@ __all__ = [
     "convert_units",
     "coverage",
     "cube",
-    "datasets",
     "to_kelvin",
     "validate",
     *_LAZY,

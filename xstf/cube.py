@@ -22,7 +22,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from .errors import CubeError
@@ -850,7 +849,11 @@ def summary(
     pairs = times[f_ok & c_ok]
     targets = times[c_ok & ~f_ok]
     res = ds.attrs.get("fine_resolution")
-    crs = ds.rio.crs if "spatial_ref" in ds.coords else None
+    crs = None
+    if "spatial_ref" in ds.coords:
+        import rioxarray  # noqa: F401  (registers .rio; imported here to keep `import xstf` light)
+
+        crs = ds.rio.crs
     lines = [
         f"LST cube: {ds.sizes['time']} dates ({times[0].date()} .. {times[-1].date()}), "
         f"{ds.sizes['y']} x {ds.sizes['x']} pixels"

@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
-from scipy import ndimage
-from scipy.spatial import cKDTree
+
+# scipy and rioxarray are imported where used, so that `import xstf` stays light
 
 __all__ = ["CLASSES", "SyntheticParams", "synthetic"]
 
@@ -137,6 +136,9 @@ def _smooth_field(rng: np.random.Generator, ny: int, nx: int, scale: float) -> n
 @functools.lru_cache(maxsize=4)
 def _static(p: SyntheticParams) -> dict[str, Any]:
     """Everything that does not change with time (cached per process: workers build it once)."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
     ny, nx = p.ny, p.nx
     rng = np.random.default_rng([p.seed, 0xC0FFEE])
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
@@ -279,6 +281,8 @@ def _truth(p: SyntheticParams, s: dict[str, Any], tm: dict[str, np.ndarray], t: 
 
 def _render(p: SyntheticParams, t: int) -> np.ndarray:
     """One date: (3, ny, nx) float32 stack of truth, fine, coarse."""
+    from scipy import ndimage
+
     s, tm = _static(p), _temporal(p)
     truth = _truth(p, s, tm, t)
     rng = np.random.default_rng([p.seed, t, 2])
@@ -467,12 +471,14 @@ def synthetic(
             "source": "xstf.datasets.synthetic",
             "Conventions": "CF-1.8",
             "fine_resolution": res,
-            "coarse_resolution": res * ratio,
+            "coarse_resolution": round(res * ratio, 6),  # 1000.0, not 1000.0000000000001
             "synthetic_parameters": json.dumps(asdict(p)),
         },
     )
     if chunks is not None and not (isinstance(chunks, dict) and set(chunks) <= {"time"}):
         ds = ds.chunk(chunks)
+    import rioxarray  # noqa: F401  (registers .rio)
+
     ds = ds.rio.write_crs("EPSG:32631")
     ds["x"].attrs.update(units="m", standard_name="projection_x_coordinate")
     ds["y"].attrs.update(units="m", standard_name="projection_y_coordinate")
