@@ -356,3 +356,30 @@ def test_append_refuses_another_method(tmp_path, cube):
         to_zarr(other, store, append_dim="time")
     to_zarr(fused.isel(time=slice(4, 6)), store, append_dim="time")
     assert open_zarr(store).sizes["time"] == 6
+
+
+def test_netcdf_overwrite_replaces_only_when_complete(tmp_path, cube):
+    path = tmp_path / "c.nc"
+    to_netcdf(cube, path)
+    job = to_netcdf(cube.isel(time=slice(0, 2)), path, overwrite=True, compute=False)
+    with xr.open_dataset(path) as old:  # the old file is whole until the new one is
+        assert old.sizes["time"] == 6
+    job.compute()
+    with xr.open_dataset(path) as new:
+        assert new.sizes["time"] == 2
+    assert not list(tmp_path.glob(".c.nc.xstf-*"))
+
+
+def test_uncomputed_append_is_an_interrupted_append(tmp_path, cube):
+    store = tmp_path / "lazy.zarr"
+    to_zarr(cube.isel(time=slice(0, 4)), store)
+    to_zarr(cube.isel(time=slice(4, 6)), store, append_dim="time", compute=False)  # never run
+    with pytest.raises(ValueError, match="append was interrupted"):
+        open_zarr(store)
+    xstf.export.repair_zarr(store)
+    _same(cube.isel(time=slice(0, 4)), open_zarr(store))
+
+
+def test_top_level_writers(tmp_path, cube):
+    assert xstf.to_netcdf is to_netcdf and xstf.to_geotiff is to_geotiff
+    assert xstf.open_zarr is open_zarr

@@ -546,6 +546,10 @@ def _finish(target: Any, swap_into: Any = None, _written: Any = None) -> Any:
     return dest
 
 
+def _replace_after(_written: Any, tmp: Path, dest: Path) -> None:
+    os.replace(tmp, dest)
+
+
 def open_zarr(store: Any, *, incomplete: str = "raise", **kwargs: Any) -> xr.Dataset:
     """Open a store written by :func:`to_zarr`, refusing one whose write did not finish.
 
@@ -608,6 +612,9 @@ def to_netcdf(
     """Write a cube or a fused DataArray to NetCDF-4 (CF attrs, ``spatial_ref`` grid mapping).
 
     Boolean masks (``fine_filled``...) are stored as int8 and decoded back to bool by xarray.
+    The file is written next to ``path`` (``.{name}.xstf-tmp-*``) and renamed into place
+    once complete, so an interrupted write never leaves a truncated file under ``path``
+    nor destroys the file it replaces.
 
     Parameters
     ----------
@@ -646,7 +653,19 @@ def to_netcdf(
     if _exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists: pass overwrite=True to replace it")
     ds = prepare(obj, name=name)
-    return ds.to_netcdf(path, mode="w", engine=engine, compute=compute, **kwargs)
+    dest = Path(path)
+    tmp = dest.parent / f".{dest.name}{_TMP_TAG}{uuid.uuid4().hex[:8]}"
+    try:
+        written = ds.to_netcdf(tmp, mode="w", engine=engine, compute=compute, **kwargs)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if compute:
+        os.replace(tmp, dest)  # atomic: the old file stays whole until the new one is
+        return None
+    import dask
+
+    return dask.delayed(_replace_after)(written, tmp, dest)
 
 
 def to_geotiff(
