@@ -626,6 +626,8 @@ def stac_item(
     assets: Mapping[str, tuple[str, Mapping[str, Any], Sequence[str]]],
     gbox: Any,
     properties: Mapping[str, Any] | None = None,
+    *,
+    day_range: bool = False,
 ) -> Any:
     """A ``pystac.Item`` with the projection fields and assets the public catalogs carry.
 
@@ -641,6 +643,9 @@ def stac_item(
         The assets' grid (``proj:shape``, ``proj:transform``, CRS).
     properties : mapping, optional
         Extra properties (``platform``, ``eo:cloud_cover``...).
+    day_range : bool
+        Give ``start_datetime``/``end_datetime`` over the day and ``datetime: null``, as the
+        MODIS daily items do, instead of ``datetime``.
 
     Returns
     -------
@@ -667,11 +672,15 @@ def stac_item(
     if epsg is None:
         props["proj:wkt2"] = gbox.crs.to_wkt()
     props.update(properties or {})
+    if day_range:
+        day = ts.normalize()
+        props["start_datetime"] = day.strftime("%Y-%m-%dT%H:%M:%SZ")
+        props["end_datetime"] = (day + pd.Timedelta(seconds=86399)).strftime("%Y-%m-%dT%H:%M:%SZ")
     item = pystac.Item(
         id=item_id,
         geometry=footprint.json,
         bbox=list(footprint.boundingbox),
-        datetime=ts.to_pydatetime(),
+        datetime=None if day_range else ts.to_pydatetime(),
         properties=props,
         collection=collection,
         stac_extensions=[
@@ -708,6 +717,11 @@ MODIS_LST = (
     ["data", "temperature"],
 )
 MODIS_QC = ({"data_type": "uint8", "spatial_resolution": 1000}, ["data"])
+MODIS_VIEW_TIME = (
+    {"data_type": "uint8", "spatial_resolution": 1000, "unit": "Hours", "scale": 0.1},
+    ["data"],
+)
+MODIS_VIEW_ANGLE = ({"data_type": "uint8", "spatial_resolution": 1000, "unit": "Degree"}, ["data"])
 #: ``QA_PIXEL`` of a clear land pixel (bit 6 + low confidences) and of a cloudy one.
 QA_CLEAR = 21824
 QA_CLOUD = QA_CLEAR | (1 << 3) | (1 << 1)
@@ -844,13 +858,19 @@ def example_catalog(
         iid = f"MOD11A1.A{t.year}{t.dayofyear:03d}.h18v04.061"
         d = root / "modis" / iid
         d.mkdir(parents=True)
-        _write_cog(d / f"{iid}_LST_Day_1km.tif", mdn, mgbox)
-        _write_cog(d / f"{iid}_QC_Day.tif", qc, mgbox)
+        vtime = np.full(mdn.shape, 105, "uint8")  # 10.5 h local solar time
+        vangle = (65 + np.arange(mdn.size).reshape(mdn.shape) % 40).astype("uint8")  # 0..39°
+        vtime[mdn == 0], vangle[mdn == 0] = 255, 255
+        layers = {"LST_Day_1km": (mdn, MODIS_LST), "QC_Day": (qc, MODIS_QC),
+                  "Day_view_time": (vtime, MODIS_VIEW_TIME),
+                  "Day_view_angl": (vangle, MODIS_VIEW_ANGLE)}  # fmt: skip
+        for key, (arr, _) in layers.items():
+            _write_cog(d / f"{iid}_{key}.tif", arr, mgbox)
         colls["modis-11A1-061"].add_item(stac_item(
             iid, "modis-11A1-061", t,
-            {"LST_Day_1km": (d / f"{iid}_LST_Day_1km.tif", *MODIS_LST),
-             "QC_Day": (d / f"{iid}_QC_Day.tif", *MODIS_QC)},
+            {key: (d / f"{iid}_{key}.tif", *meta) for key, (_, meta) in layers.items()},
             mgbox, {"platform": "terra", "eo:cloud_cover": int(cloudy.mean() * 100)},
+            day_range=True,
         ))  # fmt: skip
     cat.normalize_hrefs(str(root))
     cat.make_all_asset_hrefs_relative()
