@@ -129,6 +129,24 @@ def test_modis_on_the_landsat_grid_equals_readers_and_build_cube(catalog):
     np.testing.assert_array_equal(ds.fine.values, ref.fine.values)
 
 
+def test_modis_on_a_crs_and_resolution_is_resampled_after_qc(catalog):
+    _, landsat, modis = catalog
+    fine = load_stac(landsat)
+    b = fine.odc.geobox.extent.to_crs("EPSG:4326").boundingbox
+    bbox = (b.left, b.bottom, b.right, b.top)
+    coarse = load_stac(modis, bbox=bbox, crs="EPSG:32631", resolution=30)
+    assert coarse.rio.crs.to_epsg() == 32631 and coarse.odc.geobox.resolution.x == 30
+    # NaN on a 30 m pixel exactly where the 1 km pixel holding its centre is rejected
+    from pyproj import Transformer
+
+    nat = load_stac(modis)
+    to_sinu = Transformer.from_crs("EPSG:32631", nat.rio.crs.to_wkt(), always_xy=True)
+    xs, ys = to_sinu.transform(coarse.x.values[32], coarse.y.values[32])
+    centre = nat.sel(x=xs, y=ys, method="nearest")
+    assert np.array_equal(np.isnan(coarse.values[:, 32, 32]), np.isnan(centre.values))
+    assert "nodata" not in coarse.attrs and coarse.rio.nodata is None
+
+
 def test_load_stac_computes_nothing(catalog):
     _, landsat, modis = catalog
     calls = []

@@ -296,8 +296,20 @@ def _grid_kwargs(
         kw["anchor"] = xy_((float(t[2]) / res) % 1.0, (float(t[5]) / res) % 1.0)
     if bbox is not None:
         kw["bbox"] = tuple(bbox)
-        return kw, box(*bbox, "EPSG:4326"), "bbox"
+        return kw, box(bbox[0], bbox[1], bbox[2], bbox[3], "EPSG:4326"), "bbox"
     return kw, None, ""
+
+
+def _target_geobox(items: Sequence[Any], target: Any, crs: Any, res: float) -> Any:
+    """The grid asked for with ``crs``/``resolution`` over ``bbox`` (or the items' union)."""
+    from odc.geo.geobox import GeoBox
+    from odc.geo.geom import Geometry, unary_union
+
+    region = target
+    if region is None:
+        region = unary_union([Geometry(it.geometry, "EPSG:4326") for it in items])
+    out_crs = crs if crs is not None else _item_crs(items[0]).to_wkt()
+    return GeoBox.from_geopolygon(region.to_crs(out_crs), resolution=float(res), crs=out_crs)
 
 
 def _native_cover(item: Any, dst: Any, res: float) -> Any:
@@ -434,7 +446,8 @@ def load_stac(
     bbox : (lon_min, lat_min, lon_max, lat_max), optional
         Area to load (else the union of the items' footprints).
     crs, resolution : optional
-        Output CRS and pixel size (default: the items' own, 30 m / 926.6 m).
+        Output CRS and pixel size (default: the items' own, 30 m / 926.6 m). MODIS is
+        then resampled after the QC, as with ``like=``.
     platform : str or list of str, optional
         Keep items whose ``platform`` matches (``"landsat-8"``, ``"landsat-9"``, ``"terra"``,
         ``"aqua"``).
@@ -489,6 +502,7 @@ def load_stac(
     (('time', 'y', 'x'), 'float32', 'K', 32631)
     """
     odc_stac = _need_odc()
+    extra: dict[str, Any] = {}
     all_items = _as_items(items)
     product = _check_one_product(all_items)
     sel, notes = _select(all_items, platform, max_cloud_cover)
@@ -520,7 +534,7 @@ def load_stac(
             qc_desc = f"QA_PIXEL bits {sorted(int(b) for b in qa_bits)} set -> NaN"
         else:
             reject, qc_desc = xr.zeros_like(lst, dtype=bool), "none applied"
-        sensor, long_name, extra = "Landsat 8/9 TIRS", "Landsat land surface temperature", {}
+        sensor, long_name = "Landsat 8/9 TIRS", "Landsat land surface temperature"
     else:
         plats = _platforms(sel)
         if platform is None and {"terra", "aqua"} <= plats:
@@ -544,6 +558,8 @@ def load_stac(
         )  # fmt: skip
         _footprints(sel, target, where)
         dst = grid.get("geobox")
+        if dst is None and (crs is not None or resolution is not None):
+            dst = _target_geobox(sel, target, crs, native_res if resolution is None else resolution)
         if dst is not None:  # read the 1 km pixels around the target, resample after QC
             grid = {"geobox": _native_cover(sel[0], dst, native_res)}
         ds = odc_stac.load(
@@ -560,7 +576,6 @@ def load_stac(
             )
         else:
             reject, qc_desc = xr.zeros_like(lst, dtype=bool), "none applied"
-        extra = {}
         if view:
             for var, key, what in (("view_time", vt_key, "time"), ("view_angle", va_key, "angle")):
                 s, o, f, vr = _VIEW_DECODING[what]
@@ -583,18 +598,21 @@ def load_stac(
         "n_items": len(sel),
         "stac_notes": "; ".join(notes) if notes else "none",
     }
-    lst = lst.rename(name).assign_attrs(attrs)
+    lst = lst.rename(name)
+    lst.attrs = attrs  # odc's "nodata" attr would read as a nodata value in rioxarray
     lst.encoding = {}
     if not (return_qc or view):
         return lst
     out = xr.Dataset({name: lst})
     if return_qc:
         qc = _dates(qc_mask).sel(time=lst.time)
-        out["qc_mask"] = qc.assign_attrs(
-            long_name="pixel had a value but was rejected by QA", qc=qc_desc
-        )
+        qc.attrs = {"long_name": "pixel had a value but was rejected by QA", "qc": qc_desc}
+        out["qc_mask"] = qc
+    units = {"view_time": "hours (local solar time)", "view_angle": "degrees"}
     for var, arr in extra.items():
-        out[var] = _dates(arr).sel(time=lst.time)
+        v = _dates(arr).sel(time=lst.time)
+        v.attrs = {"units": units[var]}
+        out[var] = v
     return out
 
 
@@ -623,7 +641,7 @@ def stac_item(
     item_id: str,
     collection: str,
     date: Any,
-    assets: Mapping[str, tuple[str, Mapping[str, Any], Sequence[str]]],
+    assets: Mapping[str, tuple[str | os.PathLike, Mapping[str, Any], Sequence[str]]],
     gbox: Any,
     properties: Mapping[str, Any] | None = None,
     *,
