@@ -12,8 +12,8 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 from xstf.io import decode as D
+from xstf.io import modis_qc_mask as modis_qc_reject
 from xstf.io import open_modis
-from xstf.io.modis import modis_qc_reject
 
 DATA = Path(
     os.environ.get("XSTF_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
