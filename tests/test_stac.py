@@ -230,6 +230,19 @@ def test_clear_errors(catalog):
     with pytest.raises(ValueError, match=r"Terra .* and Aqua"):
         load_stac([*modis, aqua])
     assert load_stac([*modis, aqua], platform="terra").sizes["time"] == len(modis)
+    with pytest.raises(
+        ValueError, match=r"lack the MOD11A1 asset\(s\) \['LST_Night_1km', 'QC_Night'\]"
+    ):
+        load_stac(modis, night=True)
+
+
+def test_modis_items_tagged_off_the_sphere_warn(catalog):
+    _, _, modis = catalog
+    wgs84 = [it.clone() for it in modis]
+    for it in wgs84:
+        it.properties["proj:wkt2"] = "+proj=sinu +lon_0=0 +datum=WGS84 +units=m +no_defs"
+    with pytest.warns(UserWarning, match="not the MODIS sphere"):
+        load_stac(wgs84)
 
 
 def test_modis_like_a_grid_elsewhere_is_refused(catalog):
