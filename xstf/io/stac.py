@@ -11,6 +11,7 @@ Planetary Computer's) for docs and tests. Needs the ``xstf[stac]`` extra (``pyst
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ _INSTALL = "pip install 'xstf[stac]'  (pystac, pystac-client, odc-stac)"
 def _need_odc() -> Any:
     try:
         import odc.stac
-    except ImportError as err:  # pragma: no cover - depends on the environment
+    except ImportError as err:
         raise ImportError(f"xstf.io.load_stac needs odc-stac: {_INSTALL}") from err
     return odc.stac
 
@@ -114,19 +115,19 @@ def _check_one_product(items: Sequence[Any]) -> str:
             "no STAC items given (the search matched nothing?): widen bbox/datetime or check "
             "the collection name (landsat-c2-l2, modis-11A1-061)"
         )
-    sensors = {it.id: _sensor(it) for it in items}
-    unknown = [i for i, s in sensors.items() if s is None]
+    sensors = [_sensor(it) for it in items]
+    unknown = [it for it, s in zip(items, sensors, strict=True) if s is None]
     if unknown:
-        it = next(x for x in items if x.id == unknown[0])
+        it = unknown[0]
         raise ValueError(
             f"{len(unknown)} item(s) carry neither a Landsat surface-temperature asset "
             f"({' / '.join(LANDSAT_ASSETS['lst'])}) nor a MODIS LST asset (LST_Day_1km / "
-            f"LST_Night_1km), e.g. {unknown[0]} with assets {sorted(it.assets)}: search the "
+            f"LST_Night_1km), e.g. {it.id} with assets {sorted(it.assets)}: search the "
             "collections landsat-c2-l2 (Landsat 8/9) or modis-11A1-061"
         )
-    kinds = set(sensors.values())
+    kinds = set(sensors)
     if len(kinds) > 1:
-        n = {k: sum(1 for s in sensors.values() if s == k) for k in kinds}
+        n = {k: sensors.count(k) for k in kinds}
         raise ValueError(
             f"the items mix Landsat ({n['landsat']}) and MODIS ({n['modis']}) products: load "
             "each with its own call, MODIS with like= the Landsat result, then build_cube"
@@ -183,8 +184,6 @@ def _item_crs(item: Any) -> Any:
 
 
 def _check_modis_sphere(items: Sequence[Any]) -> None:
-    import warnings
-
     for it in items:
         crs = _item_crs(it)
         if crs is None or crs.coordinate_operation is None:
@@ -251,7 +250,8 @@ def _select(
                 "max_cloud_cover or widen the date range"
             )
         if len(kept) < len(items):
-            dropped = [it.id for it in items if it not in kept]
+            kept_ids = {id(it) for it in kept}
+            dropped = [it.id for it in items if id(it) not in kept_ids]
             notes.append(
                 f"{len(dropped)} item(s) with eo:cloud_cover > {max_cloud_cover} % left out: "
                 + ", ".join(dropped)
@@ -452,7 +452,8 @@ def load_stac(
         Keep items whose ``platform`` matches (``"landsat-8"``, ``"landsat-9"``, ``"terra"``,
         ``"aqua"``).
     max_cloud_cover : float, optional
-        Keep items with ``eo:cloud_cover`` at most this (percent, whole scene/tile).
+        Keep items with ``eo:cloud_cover`` at most this (percent, whole scene/tile; items
+        without the property are kept).
     min_valid : float, optional
         Keep dates whose share of valid pixels (after QA) in the loaded area is at least
         this (0-1). Computes that share.
