@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 import rioxarray  # noqa: F401
 import xarray as xr
 
+from xstf.io import decode as D
 from xstf.io import expand_paths, open_landsat, parse_date
 
 RNG = np.random.default_rng(42)
@@ -118,7 +121,9 @@ def test_zero_is_missing_explicit_without_nodata_tag(tmp_path):
         warnings.simplefilter("error", UserWarning)  # Kelvin: a 0 cannot be a real value
         lst = open_landsat(tmp_path, units="K", zero_is_missing=True)
     assert int(lst.isnull().sum()) == 2
-    assert int(open_landsat(tmp_path, units="K").isnull().sum()) == 0
+    with pytest.warns(UserWarning, match="exactly 0"):  # 50 % zeros, no nodata tag
+        kept = open_landsat(tmp_path, units="K")
+    assert int(kept.isnull().sum()) == 0
 
 
 def test_units_from_tag_and_band_choice(tmp_path):
@@ -191,3 +196,71 @@ def test_parse_date_none_and_expand_errors(tmp_path):
         expand_paths(str(tmp_path / "*.tif"))
     with pytest.raises(FileNotFoundError, match="holds no files"):
         expand_paths(tmp_path)
+
+
+def test_float_file_without_nodata_zero_spike_warns(tmp_path):
+    """0-as-missing without a nodata tag: 30 % exact zeros would silently become 273.15 K."""
+    a = RNG.normal(15.0, 5.0, size=(20, 20))
+    a[RNG.random(a.shape) < 0.3] = 0.0
+    _write(tmp_path / "LC08_199027_20170119.tif", a)  # no nodata tag
+    with pytest.warns(UserWarning, match=r"LC08_199027_20170119\.tif.*zero_is_missing=True") as w:
+        lst = open_landsat(tmp_path, units="degC")
+    msg = next(str(x.message) for x in w if "exactly 0" in str(x.message))
+    share = int(re.search(r"(\d+)% of the sampled pixels", msg).group(1))
+    assert abs(share - 100 * (a == 0).mean()) <= 1 and "273.15 K" in msg
+    assert int(lst.isnull().sum()) == 0  # the zeros are kept unless asked
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        kept = open_landsat(tmp_path, units="degC", zero_is_missing=False)  # explicit: silent
+    assert int((kept.values == np.float32(273.15)).sum()) == int((a == 0).sum())
+
+
+def test_few_exact_zeros_do_not_warn(tmp_path):
+    a = RNG.normal(15.0, 5.0, size=(30, 30))
+    a[0, :3] = 0.0  # 0.3 %: real 0 °C pixels happen
+    _write(tmp_path / "LC08_199027_20170119.tif", a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        open_landsat(tmp_path, units="degC")
+
+
+DATA = Path(
+    os.environ.get("XSTF_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
+ORLEANS = DATA / "orleans"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not ORLEANS.exists(), reason="../shared/data/orleans is absent")
+def test_orleans_read_prints_no_gdal_extrasamples(tmp_path, capfd):
+    import shutil
+
+    src = ORLEANS / "landsat8" / "LC08_199027_20170119.tif"
+    shutil.copy(src, tmp_path / src.name)  # a path no open file handle is cached for
+    with pytest.warns(UserWarning, match="0 °C"):
+        lst = open_landsat(tmp_path, units="degC")
+    lst.values
+    err = capfd.readouterr().err
+    assert "ExtraSamples" not in err and "Warning 1" not in err
+
+
+# -- xstf.io.decode (Landsat) ------------------------------------------------------------
+
+
+def test_landsat_st_hand_worked():
+    # USGS Landsat 8-9 C2 L2 guide: K = DN * 0.00341802 + 149.0, DN 0 = fill
+    dn = np.array([0, 1, 43000, 65535], "uint16")
+    out = D.landsat_st_to_kelvin(dn)
+    assert out.dtype == np.float32
+    expected = [np.nan, 149.00341802, 43000 * 0.00341802 + 149.0, 65535 * 0.00341802 + 149.0]
+    np.testing.assert_allclose(out, np.float32(expected), rtol=0, atol=1e-4)
+    # a second marker (a file's nodata tag) is missing too
+    assert np.isnan(D.landsat_st_to_kelvin(dn, nodata=65535)[3])
+
+
+def test_landsat_qa_bits_each_one():
+    for bit in range(16):
+        qa = np.array([1 << bit], "uint16")
+        assert bool(D.landsat_qa_mask(qa)[0]) == (bit in (1, 2, 3, 4))
+    with pytest.raises(ValueError, match=r"out of range 0\.\.15"):
+        D.landsat_qa_mask(np.zeros(1, "uint16"), bits=(16,))

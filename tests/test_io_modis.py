@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dask.array as dsa
@@ -10,10 +11,13 @@ import pytest
 import rioxarray  # noqa: F401
 import xarray as xr
 
+from xstf.io import decode as D
+from xstf.io import modis_qc_mask as modis_qc_reject
 from xstf.io import open_modis
-from xstf.io.modis import modis_qc_reject
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(
+    os.environ.get("XSTF_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
 GRANULE = DATA / "mod11a1" / "MOD11A1.A2019305.h14v09.006.hdf"
 ORLEANS = DATA / "orleans" / "modis"
 needs_granule = pytest.mark.skipif(not GRANULE.exists(), reason="../shared/data is absent")
@@ -150,3 +154,56 @@ def test_orleans_modis_exports():
     assert lst.rio.crs.to_dict()["proj"] == "sinu"
     v = lst.values
     assert 255 < np.nanmin(v) and np.nanmax(v) < 330
+
+
+def test_unknown_kind_is_refused_like_open_landsat(tmp_path):
+    _tif(tmp_path / "MOD11A1.A2020183.LST_Day_1km.tif", np.full((2, 2), 15000, "uint16"))
+    with pytest.raises(ValueError, match="kind must be 'auto', 'dn' or 'scaled', got 'typo'"):
+        open_modis(tmp_path, kind="typo", qc=None)
+
+
+def test_geotiff_dn_outside_the_valid_range_is_missing(tmp_path):
+    """As in the HDF layer (valid_range 7500-65535): DN 100 is not a 2 K surface."""
+    dn = np.array([[100, 7499, 7500, 15000]], dtype="uint16")
+    _tif(tmp_path / "MOD11A1.A2020183.LST_Day_1km.tif", dn)
+    lst = open_modis(tmp_path, qc=None)
+    np.testing.assert_allclose(lst.values[0], [[np.nan, np.nan, 150.0, 300.0]])
+
+
+# -- xstf.io.decode (MODIS; numpy/dask/xarray) --------------------------------------------
+def test_modis_lst_and_qc_hand_worked():
+    dn = np.array([0, 7499, 7500, 14500, 65535], "uint16")
+    np.testing.assert_allclose(
+        D.modis_lst_to_kelvin(dn), np.float32([np.nan, np.nan, 150.0, 290.0, 1310.7]), atol=1e-3
+    )
+    # QC byte: bits 0-1 mandatory QA, bits 6-7 LST error class
+    qc = np.array([0b00, 0b01, 0b10, 0b11, 0b01000001, 0b10000001, 0b11000000], "uint8")
+    assert D.modis_qc_mask(qc).tolist() == [False, False, True, True, False, True, True]
+    assert D.modis_qc_mask(qc, 3).tolist() == [False, False, True, True, False, False, True]
+    assert D.modis_qc_mask(qc, None).tolist() == [False, False, True, True, False, False, False]
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda a: a,
+        lambda a: dsa.from_array(a, chunks=2),
+        lambda a: xr.DataArray(a, dims=("x",)),
+    ],
+    ids=["numpy", "dask", "xarray"],
+)
+def test_same_kind_out_and_same_values(wrap):
+    dn = np.array([0, 43000, 44000, 45000], "uint16")
+    qa = np.array([1, 1 << 6, 1 << 3, 1 << 6], "uint16")
+    ref_k = D.landsat_st_to_kelvin(dn)
+    k, m = D.landsat_st_to_kelvin(wrap(dn)), D.landsat_qa_mask(wrap(qa))
+    assert type(k) is type(wrap(dn)) and type(m) is type(wrap(qa))
+    np.testing.assert_array_equal(np.asarray(k), ref_k)
+    assert np.asarray(m).tolist() == [False, False, True, False]
+
+
+def test_modis_sphere_is_one_constant():
+    from pyproj import CRS
+
+    crs = CRS.from_proj4(D.MODIS_SINUSOIDAL)
+    assert crs.ellipsoid.semi_major_metre == D.MODIS_SPHERE_RADIUS == 6371007.181

@@ -1,37 +1,39 @@
-"""Shared pieces of the readers: open a GeoTIFF series lazily, decode values, stack dates."""
+"""Shared pieces of the readers: open a GeoTIFF series lazily, decode scaled values, stack dates."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import rasterio
 import rioxarray
 import xarray as xr
 
 from ..units import normalise_units
-from ._paths import date_from_metadata, parse_date
+from ._paths import PathsLike, date_from_metadata, expand_paths, parse_date
 
-__all__ = ["DEFAULT_CHUNKS", "Frame", "dates_for", "open_band", "stack", "to_float_kelvin"]
+__all__ = [
+    "DEFAULT_CHUNKS",
+    "ZERO_SPIKE_SHARE",
+    "Series",
+    "dates_for",
+    "decode_scaled",
+    "open_band",
+    "open_series",
+    "quiet_gdal",
+    "stack",
+]
 
 #: Spatial chunks of the readers' dask arrays (one date per chunk along time).
 DEFAULT_CHUNKS: dict[str, int] = {"y": 1024, "x": 1024}
 _DROP_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "valid_range")
-
-
-class Frame:
-    """One date of one file: the raw band (lazy), its grid, nodata and tags."""
-
-    def __init__(self, path: Path, raw: xr.DataArray, date: pd.Timestamp, tags: Mapping[str, Any]):
-        self.path = path
-        self.raw = raw
-        self.date = date
-        self.tags = dict(tags)
-        self.nodata = raw.rio.nodata
-        self.dtype = raw.dtype
 
 
 def resolve_chunks(chunks: Any) -> Any:
@@ -45,10 +47,41 @@ def resolve_chunks(chunks: Any) -> Any:
     return chunks
 
 
+#: Share of exact zeros (in a sample of a float file without a nodata tag) above which the
+#: readers warn that 0 probably marks missing pixels.
+ZERO_SPIKE_SHARE = 0.01
+_ZERO_SAMPLE = 256  # the zero check reads at most this many rows and columns per file
+
+
+class _DropExtraSamples(logging.Filter):
+    """Drop libtiff's harmless "ExtraSamples" complaint (Earth Engine multi-band exports)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "ExtraSamples" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_gdal() -> Iterator[None]:
+    """Open rasters with GDAL messages routed to Python logging, minus "ExtraSamples" only.
+
+    Outside a ``rasterio.Env`` GDAL prints its warnings straight to stderr (five
+    ``Warning 1: TIFFReadDirectory ... ExtraSamples`` lines per Orléans read); inside one
+    they go to the ``rasterio._env`` logger, where this filter drops that one message.
+    """
+    log = logging.getLogger("rasterio._env")
+    filt = _DropExtraSamples()
+    log.addFilter(filt)
+    try:
+        with rasterio.Env(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ExtraSamples.*")
+            yield
+    finally:
+        log.removeFilter(filt)
+
+
 def open_band(path: Path, band: int, chunks: Any) -> xr.DataArray:
     """Open band ``band`` (1-based) of a GeoTIFF, raw values, lazily when ``chunks`` is set."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*ExtraSamples.*")
+    with quiet_gdal():
         da = rioxarray.open_rasterio(path, chunks=resolve_chunks(chunks), mask_and_scale=False)
     if not isinstance(da, xr.DataArray):
         raise ValueError(f"{path} holds several subdatasets; pass the path of one band file")
@@ -128,42 +161,6 @@ def stack(
     return out.transpose("time", "y", "x")
 
 
-def to_float_kelvin(
-    raw: xr.DataArray,
-    *,
-    name: str,
-    kind: str,
-    scale: float,
-    offset: float,
-    fill: float | None,
-    nodata: Any,
-    units: str | None,
-    zero_is_missing: bool,
-) -> tuple[xr.DataArray, str]:
-    """Decode raw values to float32 Kelvin with NaN for missing; return it and the units read."""
-    if kind == "dn":
-        bad = raw == fill if fill is not None else xr.zeros_like(raw, dtype=bool)
-        if (
-            nodata is not None
-            and not (isinstance(nodata, float) and np.isnan(nodata))
-            and nodata != fill
-        ):
-            bad = bad | (raw == nodata)
-        out = (raw.astype("float64") * scale + offset).where(~bad).astype("float32")
-        return out, "K"
-    src_units = normalise_units(units)  # type: ignore[arg-type]
-    vals = raw.astype("float64")  # convert in double precision, round once to float32
-    bad = ~np.isfinite(vals)
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)) and nodata != 0:
-        bad = bad | (raw == nodata)
-    if zero_is_missing:
-        bad = bad | (raw == 0)
-    vals = vals.where(~bad)
-    if src_units == "degC":
-        vals = vals + 273.15
-    return vals.astype("float32"), src_units
-
-
 def read_units(tags: Mapping[str, Any], units: str | None, path: Path) -> str:
     """Units of an already-scaled file: ``units=`` wins, else a ``units`` tag, else an error."""
     if units is not None:
@@ -200,6 +197,100 @@ def zero_rule(zero_is_missing: bool | None, nodata: Any, units: str, sensor: str
     return flag
 
 
+def zero_share(path: Path, band: int) -> float:
+    """Share of exact zeros among the finite pixels of a decimated read of ``band``."""
+    with quiet_gdal(), rasterio.open(path) as src:
+        shape = (min(src.height, _ZERO_SAMPLE), min(src.width, _ZERO_SAMPLE))
+        sample = src.read(band, out_shape=shape).astype("float64")
+    finite = np.isfinite(sample)
+    return float((sample[finite] == 0).sum() / max(int(finite.sum()), 1))
+
+
+def warn_zero_spike(files: Sequence[Path], band: int, units: str, sensor: str) -> None:
+    """Warn when a float file without a nodata tag holds a spike of exact zeros (kept as 0)."""
+    as_read = "0 °C (273.15 K)" if normalise_units(units) == "degC" else f"0 {units}"
+    for p in files:
+        share = zero_share(p, band)
+        if share > ZERO_SPIKE_SHARE:
+            warnings.warn(
+                f"{sensor}: {share:.0%} of the sampled pixels of {p.name} are exactly 0 and the "
+                f"file has no nodata tag, so they are read as {as_read}. If 0 "
+                "marks missing pixels (cloud, fill), pass zero_is_missing=True; pass "
+                "zero_is_missing=False to keep the zeros and silence this warning",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
+def decode_scaled(raw: xr.DataArray, units: str, *, zero_is_missing: bool) -> xr.DataArray:
+    """Already-scaled values (°C or K) -> float32 K, NaN at non-finite values, nodata, 0."""
+    vals = raw.astype("float64")  # convert in double precision, round once to float32
+    bad = ~np.isfinite(vals)
+    nodata = raw.rio.nodata
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)) and nodata != 0:
+        bad = bad | (raw == nodata)
+    if zero_is_missing:
+        bad = bad | (raw == 0)
+    vals = vals.where(~bad)
+    if normalise_units(units) == "degC":
+        vals = vals + 273.15
+    return vals.astype("float32")
+
+
+@dataclass
+class Series:
+    """A GeoTIFF series opened lazily: one raw band per file, its date, how values are stored."""
+
+    files: list[Path]
+    raws: list[xr.DataArray]
+    times: list[pd.Timestamp]
+    kind: str  # "dn" or "scaled"
+    units: str  # "K" for DN files
+    zero_is_missing: bool
+
+
+def open_series(
+    paths: PathsLike | Sequence[Path],
+    *,
+    band: int,
+    kind: str,
+    units: str | None,
+    zero_is_missing: bool | None,
+    dates: Any,
+    chunks: Any,
+    sensor: str,
+) -> Series:
+    """Open a GeoTIFF series: files, raw bands, dates, DN-or-scaled kind, units, 0 rule.
+
+    Shared by :func:`xstf.io.open_landsat` and :func:`xstf.io.open_modis`.
+    """
+    if kind not in ("auto", "dn", "scaled"):
+        raise ValueError(f"kind must be 'auto', 'dn' or 'scaled', got {kind!r}")
+    files = (
+        list(paths)
+        if isinstance(paths, list) and all(isinstance(p, Path) for p in paths)
+        else expand_paths(paths)  # type: ignore[arg-type]
+    )
+    raws = [open_band(p, band, chunks) for p in files]
+    tags = [dict(r.attrs) for r in raws]
+    times = dates_for(files, tags, dates)
+    check_duplicates(files, times)
+    kinds = {("dn" if r.dtype.kind in "iu" else "scaled") if kind == "auto" else kind for r in raws}
+    if len(kinds) > 1:
+        raise ValueError(
+            "the files mix integer (DN) and float (scaled) values: read them separately"
+        )
+    k = kinds.pop()
+    if k == "dn":
+        return Series(files, raws, times, k, "K", True)
+    unit = read_units(tags[0], units, files[0])
+    nodata = raws[0].rio.nodata
+    zero = zero_rule(zero_is_missing, nodata, unit, sensor)
+    if zero_is_missing is None and not zero:
+        warn_zero_spike(files, band, unit, sensor)
+    return Series(files, raws, times, k, unit, zero)
+
+
 def finish(
     da: xr.DataArray,
     *,
@@ -216,16 +307,3 @@ def finish(
     if crs is not None:
         da = da.rio.write_crs(crs)
     return da
-
-
-def bits_set(qa: xr.DataArray, bits: Sequence[int]) -> xr.DataArray:
-    """True where any of ``bits`` is set in the integer array ``qa``."""
-    mask = 0
-    for b in bits:
-        if not 0 <= int(b) < 16:
-            raise ValueError(f"QA bit {b} is out of range 0..15")
-        mask |= 1 << int(b)
-    return (qa.astype("uint16") & np.uint16(mask)) != 0
-
-
-Decoder = Callable[[xr.DataArray], xr.DataArray]

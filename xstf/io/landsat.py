@@ -13,14 +13,10 @@ import xarray as xr
 
 from . import _raster as R
 from ._paths import PathsLike, expand_paths, parse_date
+from .decode import DEFAULT_QA_BITS, landsat_qa_mask, landsat_st_to_kelvin
 
-__all__ = ["DEFAULT_QA_BITS", "ST_OFFSET", "ST_SCALE", "open_landsat"]
+__all__ = ["DEFAULT_QA_BITS", "open_landsat"]
 
-#: Collection 2 Level-2 surface temperature: K = DN × ST_SCALE + ST_OFFSET (fill DN 0).
-ST_SCALE = 0.00341802
-ST_OFFSET = 149.0
-#: ``QA_PIXEL`` bits masked by default: 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow.
-DEFAULT_QA_BITS: tuple[int, ...] = (1, 2, 3, 4)
 _ST_B10 = re.compile(r"ST_B10", re.IGNORECASE)
 
 
@@ -157,36 +153,25 @@ def open_landsat(
     >>> np.round(lst.values[0], 2).tolist()
     [[nan, 295.97], [299.39, 302.81]]
     """
-    files = expand_paths(paths)
-    raws = [R.open_band(p, band, chunks) for p in files]
-    tags = [dict(r.attrs) for r in raws]
-    times = R.dates_for(files, tags, dates)
-    R.check_duplicates(files, times)
-    if kind not in ("auto", "dn", "scaled"):
-        raise ValueError(f"kind must be 'auto', 'dn' or 'scaled', got {kind!r}")
-    kinds = {("dn" if r.dtype.kind in "iu" else "scaled") if kind == "auto" else kind for r in raws}
-    if len(kinds) > 1:
-        raise ValueError(
-            "the files mix integer (DN) and float (scaled) values: read them separately"
-        )
-    k = kinds.pop()
+    series = R.open_series(
+        paths, band=band, kind=kind, units=units, zero_is_missing=zero_is_missing,
+        dates=dates, chunks=chunks, sensor="open_landsat",
+    )  # fmt: skip
+    files, times, k, unit, zero = (
+        series.files, series.times, series.kind, series.units, series.zero_is_missing
+    )  # fmt: skip
     qa_files = _qa_files(qa, files, times, k)
-    if k == "scaled":
-        unit = R.read_units(tags[0], units, files[0])
-        zero = R.zero_rule(zero_is_missing, raws[0].rio.nodata, unit, "open_landsat")
-    else:
-        unit, zero = "K", True
     frames, masks = [], []
-    for p, raw, q in zip(files, raws, qa_files, strict=True):
-        val, _ = R.to_float_kelvin(
-            raw, name=str(name), kind=k, scale=ST_SCALE, offset=ST_OFFSET, fill=0,
-            nodata=raw.rio.nodata, units=unit, zero_is_missing=zero,
-        )  # fmt: skip
+    for p, raw, q in zip(files, series.raws, qa_files, strict=True):
+        if k == "dn":
+            val = landsat_st_to_kelvin(raw, nodata=raw.rio.nodata)
+        else:
+            val = R.decode_scaled(raw, unit, zero_is_missing=zero)
         if q is not None:
             qa_raw = R.open_band(q, 1, chunks)
             if qa_raw.shape != raw.shape:
                 raise ValueError(f"{q.name} has shape {qa_raw.shape} but {p.name} has {raw.shape}")
-            reject = R.bits_set(qa_raw, qa_bits).assign_coords(x=raw.x, y=raw.y)
+            reject = landsat_qa_mask(qa_raw, qa_bits).assign_coords(x=raw.x, y=raw.y)
             # QA fill (bit 0) pixels are already NaN through DN 0.
             masks.append(reject & val.notnull())
             val = val.where(~reject)
@@ -209,7 +194,9 @@ def open_landsat(
         "qc": qc_desc,
         "n_files": len(files),
     }
-    out = R.finish(out, name=name, crs=crs if crs is not None else raws[0].rio.crs, attrs=attrs)
+    out = R.finish(
+        out, name=name, crs=crs if crs is not None else series.raws[0].rio.crs, attrs=attrs
+    )
     if not return_qc:
         return out
     mask = R.stack(masks, times, files).rename("qc_mask")

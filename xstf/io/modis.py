@@ -16,57 +16,22 @@ import xarray as xr
 
 from . import _raster as R
 from ._paths import PathsLike, expand_paths
+from .decode import (
+    DEFAULT_MAX_LST_ERROR,
+    MODIS_LST_SCALE,
+    MODIS_SINUSOIDAL,
+    MODIS_SPHERE_RADIUS,
+    modis_lst_to_kelvin,
+    modis_qc_mask,
+)
 
 __all__ = ["DEFAULT_MAX_LST_ERROR", "MODIS_SINUSOIDAL", "modis_qc_reject", "open_modis"]
 
-#: The MODIS sinusoidal projection: a sphere of radius 6371007.181 m (not WGS 84).
-MODIS_SINUSOIDAL = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
-#: Default upper bound of the ``QC`` LST-error flag, in K (bits 6-7: 0 = ≤1 K, 1 = ≤2 K, 2 = ≤3 K).
-DEFAULT_MAX_LST_ERROR = 2.0
 _HDF_LOCK = threading.Lock()  # the HDF4 library is not thread-safe
-_LST_SCALE = 0.02
+_KINDS = ("auto", "dn", "scaled")
 
-
-def modis_qc_reject(qc: Any, max_lst_error: float | None = DEFAULT_MAX_LST_ERROR) -> Any:
-    """True where a MOD11A1 ``QC_Day``/``QC_Night`` value rejects the pixel (default filter).
-
-    A pixel is kept when the mandatory QA flag (bits 0-1) is ``00`` (good) or ``01``
-    (produced, other quality) and the LST error flag (bits 6-7) is at most
-    ``max_lst_error`` (1, 2 or 3 K; ``None`` skips that test). Bits 2-5 (data quality,
-    emissivity error) are not used.
-
-    Parameters
-    ----------
-    qc : array-like of uint8 (numpy, dask or xarray)
-        The QC layer.
-    max_lst_error : float or None
-        Largest accepted LST error in K.
-
-    Returns
-    -------
-    array-like of bool
-        Same type as ``qc``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> # good; other quality with error <= 2 K; error <= 3 K; cloud (bits 0-1 = 10)
-    >>> qc = np.array([0b00000000, 0b01000001, 0b10000001, 0b00000010], dtype=np.uint8)
-    >>> modis_qc_reject(qc).tolist()
-    [False, False, True, True]
-    >>> modis_qc_reject(qc, max_lst_error=3).tolist()
-    [False, False, False, True]
-    """
-    q = qc.astype("uint8")
-    reject = (q & np.uint8(0b11)) > 1
-    if max_lst_error is not None:
-        if max_lst_error < 1:
-            raise ValueError(
-                f"max_lst_error must be >= 1 K (the flag's finest class), got {max_lst_error}"
-            )
-        code = min(int(np.floor(max_lst_error)) - 1, 3)
-        reject = reject | (((q >> np.uint8(6)) & np.uint8(0b11)) > code)
-    return reject
+#: Former name of :func:`xstf.io.decode.modis_qc_mask` (same function).
+modis_qc_reject = modis_qc_mask
 
 
 # -- HDF4-EOS ------------------------------------------------------------------------------------
@@ -118,7 +83,7 @@ def _hdf_info(path: Path, layer: str) -> dict[str, Any]:
         raise ValueError(f"{path.name}: the grid of {layer!r} is not sinusoidal (GCTP_SNSOID)")
     ulx, uly = num("UpperLeftPointMtrs")
     lrx, lry = num("LowerRightMtrs")
-    radius = num("ProjParams")[0] or 6371007.181
+    radius = num("ProjParams")[0] or MODIS_SPHERE_RADIUS
     ny, nx = shape
     core = str(gattrs.get("CoreMetadata.0", ""))
     m = re.search(r"RANGEBEGINNINGDATE.*?VALUE\s*=\s*\"([\d-]+)\"", core, re.S)
@@ -164,17 +129,17 @@ def _open_hdf(files, layer, qc, max_lst_error, dates, chunks):
     for p, info in zip(files, infos, strict=True):
         raw = _hdf_layer(p, layer, info, chunks).rio.write_crs(info["crs"])
         a = info["attrs"]
-        fill = a.get("_FillValue", 0)
-        scale = float(a.get("scale_factor", _LST_SCALE))
-        offset = float(a.get("add_offset", 0.0))
-        lo, hi = a.get("valid_range", (None, None))
-        bad = raw == fill
-        if lo is not None:
-            bad = bad | (raw < lo) | (raw > hi)
-        val = (raw.astype("float64") * scale + offset).where(~bad).astype("float32")
+        vr = a.get("valid_range")
+        val = modis_lst_to_kelvin(
+            raw,
+            scale=float(a.get("scale_factor", MODIS_LST_SCALE)),
+            offset=float(a.get("add_offset", 0.0)),
+            fill=a.get("_FillValue", 0),
+            valid_range=(vr[0], vr[1]) if vr is not None else None,
+        )
         if qc is not None and qc_name is not None:
             qcl = _hdf_layer(p, qc_name, _hdf_info(p, qc_name), chunks)
-            reject = modis_qc_reject(qcl, max_lst_error)
+            reject = modis_qc_mask(qcl, max_lst_error)
             masks.append(reject & val.notnull())
             val = val.where(~reject)
         else:
@@ -183,45 +148,35 @@ def _open_hdf(files, layer, qc, max_lst_error, dates, chunks):
     return frames, masks, times, infos[0]["crs"], "K", qc_name if qc is not None else None
 
 
+def _qc_sibling(path: Path) -> Path | None:
+    for word, qc_word in (("LST_Day_1km", "QC_Day"), ("LST_Night_1km", "QC_Night")):
+        if word in path.name:
+            cand = path.with_name(path.name.replace(word, qc_word))
+            return cand if cand.is_file() else None
+    return None
+
+
 def _open_tif(files, band, kind, units, zero_is_missing, qc, max_lst_error, dates, chunks):
-    raws = [R.open_band(p, band, chunks) for p in files]
-    tags = [dict(r.attrs) for r in raws]
-    times = R.dates_for(files, tags, dates)
-    R.check_duplicates(files, times)
-    kinds = {("dn" if r.dtype.kind in "iu" else "scaled") if kind == "auto" else kind for r in raws}
-    if len(kinds) > 1:
-        raise ValueError(
-            "the files mix integer (DN) and float (scaled) values: read them separately"
-        )
-    k = kinds.pop()
-    if k == "scaled":
-        unit = R.read_units(tags[0], units, files[0])
-        zero = R.zero_rule(zero_is_missing, raws[0].rio.nodata, unit, "open_modis")
-    else:
-        unit, zero = "K", True
+    series = R.open_series(
+        files, band=band, kind=kind, units=units, zero_is_missing=zero_is_missing,
+        dates=dates, chunks=chunks, sensor="open_modis",
+    )  # fmt: skip
     qc_used = None
     frames, masks = [], []
-    for p, raw in zip(files, raws, strict=True):
-        val, _ = R.to_float_kelvin(
-            raw, name="lst", kind=k, scale=_LST_SCALE, offset=0.0, fill=0,
-            nodata=raw.rio.nodata, units=unit, zero_is_missing=zero,
-        )  # fmt: skip
-        sib = None
-        if qc is not None:
-            for word in ("LST_Day_1km", "LST_Night_1km"):
-                if word in p.name:
-                    cand = p.with_name(
-                        p.name.replace(word, "QC_Day" if "Day" in word else "QC_Night")
-                    )
-                    sib = cand if cand.is_file() else None
+    for p, raw in zip(files, series.raws, strict=True):
+        if series.kind == "dn":
+            val = modis_lst_to_kelvin(raw, nodata=raw.rio.nodata)
+        else:
+            val = R.decode_scaled(raw, series.units, zero_is_missing=series.zero_is_missing)
+        sib = _qc_sibling(p) if qc is not None else None
         if sib is not None:
             qc_used = "QC sibling files"
             qcl = R.open_band(sib, 1, chunks).assign_coords(x=raw.x, y=raw.y)
-            reject = modis_qc_reject(qcl, max_lst_error)
+            reject = modis_qc_mask(qcl, max_lst_error)
             masks.append(reject & val.notnull())
             val = val.where(~reject)
         else:
-            if qc is not None and k == "dn":
+            if qc is not None and series.kind == "dn":
                 warnings.warn(
                     f"no QC_Day/QC_Night file next to {p.name}: its LST is not quality-filtered "
                     "(pass qc=None to silence)",
@@ -230,7 +185,8 @@ def _open_tif(files, band, kind, units, zero_is_missing, qc, max_lst_error, date
                 )
             masks.append(xr.zeros_like(val, dtype=bool))
         frames.append(val)
-    return frames, masks, times, raws[0].rio.crs, unit, qc_used, zero
+    crs = series.raws[0].rio.crs
+    return frames, masks, series.times, crs, series.units, qc_used, series.zero_is_missing
 
 
 def open_modis(
@@ -256,7 +212,7 @@ def open_modis(
       ``_FillValue`` (0) and ``valid_range``; the grid is the tile's sinusoidal grid from the
       HDF-EOS ``StructMetadata.0`` (``UpperLeftPointMtrs``/``LowerRightMtrs``) on the MODIS
       sphere (:data:`MODIS_SINUSOIDAL`). With ``qc="default"`` the matching ``QC_Day`` /
-      ``QC_Night`` layer filters pixels (:func:`modis_qc_reject`: mandatory QA bits 0-1 in
+      ``QC_Night`` layer filters pixels (:func:`xstf.io.decode.modis_qc_mask`: mandatory QA bits 0-1 in
       {00, 01} and LST error bits 6-7 ≤ ``max_lst_error`` K).
     - GeoTIFF/COG exports: integer files are raw DN (× 0.02, 0 = fill; QC from a
       ``QC_Day`` file next to a ``..LST_Day_1km..`` file when there is one), float files are
@@ -323,6 +279,8 @@ def open_modis(
         raise ValueError("the files mix HDF granules and GeoTIFFs: read them separately")
     if qc not in ("default", None):
         raise ValueError(f"qc must be 'default' or None, got {qc!r}")
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be 'auto', 'dn' or 'scaled', got {kind!r}")
     if all(hdf):
         frames, masks, times, file_crs, unit, qc_used = _open_hdf(
             files, layer, qc, max_lst_error, dates, chunks
