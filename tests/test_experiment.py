@@ -100,16 +100,23 @@ def test_benchmark_cli_writes_a_complete_report(tmp_path, capsys):
 
     # the numbers are metrics() on the saved predictions, against the held-out Landsat images
     ds = xstf.datasets.synthetic(size=56, days=260, seed=4, cloud_fraction=0.1)
-    again = xstf.metrics(preds, ds.fine.sel(time=dates), ratio=30 / 1000)
+    again = xstf.metrics(
+        preds,
+        ds.fine.sel(time=dates),
+        ratio=30 / 1000,
+        baseline=preds["coarse_only"],
+        common_mask=True,
+    )
     stored = xr.open_dataset(out / "scores.nc")
-    for s in SCORES:
+    for s in [*SCORES, "ubrmse", "bias", "skill_rmse", "n_valid"]:
         np.testing.assert_allclose(
             stored[s].transpose("method", "time").values,
             again[s].sel({"method": stored.method.values}).transpose("method", "time").values,
             rtol=1e-6,
         )
     report = (out / "report.md").read_text()
-    assert "Command:" in report and "Versions:" in report and "xstf" in report
+    assert "Command: `xstf benchmark --synthetic" in report and "Versions:" in report
+    assert "one common mask per date" in report and "beat coarse_only in ubrmse" in report
     for d in dates:
         assert str(d.date()) in report
 
