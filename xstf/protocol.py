@@ -506,6 +506,10 @@ def run(
     from .scoring import metrics
 
     methods = check_methods(methods)
+    options = {str(k).lower(): dict(v) for k, v in (options or {}).items()}
+    stray = sorted(set(options) - set(methods))
+    if stray:
+        raise ValueError(f"options given for method(s) {stray} that are not run ({methods})")
     _cube.validate(ds, fine, coarse, min_coverage, require_pairs=3)
     pairs = _cube.pair_dates(ds, fine, coarse, min_coverage)
     train, test_dates = split_test_dates(pairs, test)
@@ -513,10 +517,6 @@ def run(
     train_cube = ds.assign({fine: ds[fine].where(~hidden)})  # no method ever sees the test images
     ref_name = fine if reference is None else reference
     truth = ds[ref_name].sel(time=test_dates)
-    options = {str(k).lower(): dict(v) for k, v in (options or {}).items()}
-    stray = sorted(set(options) - set(methods))
-    if stray:
-        raise ValueError(f"options given for method(s) {stray} that are not run ({methods})")
 
     predictions: dict[str, xr.DataArray] = {BASELINE: ds[coarse].sel(time=test_dates)}
     timings: dict[str, dict[str, float]] = {BASELINE: {}}
