@@ -16,7 +16,7 @@ def test_demo_writes_every_output(tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "LST cube: 90 dates" in printed
-    assert "coarse only" in printed and "ESTARFM" in printed and "EDCSTFN" in printed
+    assert "coarse_only " in printed and "estarfm " in printed and "edcstfn " in printed
     for name in ("cube.png", "compare.png", "scores.csv"):
         assert (out / name).stat().st_size > 0
     fused = xstf.export.open_zarr(out / "fused.zarr")
