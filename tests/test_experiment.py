@@ -100,16 +100,23 @@ def test_benchmark_cli_writes_a_complete_report(tmp_path, capsys):
 
     # the numbers are metrics() on the saved predictions, against the held-out Landsat images
     ds = xstf.datasets.synthetic(size=56, days=260, seed=4, cloud_fraction=0.1)
-    again = xstf.metrics(preds, ds.fine.sel(time=dates), ratio=30 / 1000)
+    again = xstf.metrics(
+        preds,
+        ds.fine.sel(time=dates),
+        ratio=30 / 1000,
+        baseline=preds["coarse_only"],
+        common_mask=True,
+    )
     stored = xr.open_dataset(out / "scores.nc")
-    for s in SCORES:
+    for s in [*SCORES, "ubrmse", "bias", "skill_rmse", "n_valid"]:
         np.testing.assert_allclose(
             stored[s].transpose("method", "time").values,
             again[s].sel({"method": stored.method.values}).transpose("method", "time").values,
             rtol=1e-6,
         )
     report = (out / "report.md").read_text()
-    assert "Command:" in report and "Versions:" in report and "xstf" in report
+    assert "Command: `xstf benchmark --synthetic" in report and "Versions:" in report
+    assert "one common mask per date" in report and "beat coarse_only in ubrmse" in report
     for d in dates:
         assert str(d.date()) in report
 
@@ -139,3 +146,124 @@ def test_benchmark_from_a_zarr_cube(tmp_path, cube, capsys):
     assert set(table["method"]) == {"coarse_only", "estarfm"}
     assert cli_main(argv) == 2  # an existing report is not replaced unless asked
     assert "overwrite=True" in capsys.readouterr().err
+
+
+# -- method table, common mask, report, warnings -------------------------------------------------
+@pytest.fixture(scope="module")
+def small_run(cube):
+    return experiment.run(
+        cube,
+        ["estarfm", "starfm"],
+        progress=False,
+        options={"estarfm": {"half_window": 5}, "starfm": {"half_window": 5}},
+    )
+
+
+def test_common_mask_gives_every_method_the_same_n_valid(cube, small_run):
+    s = small_run.scores
+    n = s.n_valid.transpose("method", "time").values
+    assert (n == n[0]).all() and n.min() > 0
+    preds = small_run.predictions
+    truth = cube.fine.sel(time=small_run.test_dates)
+    ok = truth.notnull()
+    for m in preds.data_vars:
+        ok = ok & preds[m].notnull()
+    np.testing.assert_array_equal(n[0], ok.sum(("y", "x")).values)
+    # skill against the baseline, computed by hand on the common pixels
+    for m in ("estarfm", "starfm"):
+        for t in small_run.test_dates:
+            v = ok.sel(time=t).values
+            d = (preds[m].sel(time=t).values - truth.sel(time=t).values)[v]
+            db = (preds["coarse_only"].sel(time=t).values - truth.sel(time=t).values)[v]
+            want = 1 - np.sqrt(np.mean(d**2)) / np.sqrt(np.mean(db**2))
+            got = float(s.skill_rmse.sel({"method": m, "time": t}))
+            assert got == pytest.approx(want, rel=1e-4)
+    assert {"ubrmse", "bias", "skill_rmse", "skill_ubrmse"} <= set(small_run.table().columns)
+    assert small_run.info["common_mask"] is True and "command" not in small_run.info
+
+
+def test_per_method_masks_on_request(cube):
+    res = experiment.run(
+        cube, ["estarfm"], progress=False, options={"estarfm": {"half_window": 5}},
+        common_mask=False,
+    )  # fmt: skip
+    truth = cube.fine.sel(time=res.test_dates)
+    for m in res.predictions.data_vars:
+        want = (res.predictions[m].notnull() & truth.notnull()).sum(("y", "x")).values
+        np.testing.assert_array_equal(res.scores.n_valid.sel({"method": m}).values, want)
+    assert "skill_rmse" not in res.scores
+
+
+def test_registered_method_is_dispatched_with_the_hidden_cube(cube):
+    seen = {}
+
+    def plus_one(train_cube, targets, *, fine, coarse, offset=1.0):
+        seen["fine"] = train_cube[fine].sel(time=targets)
+        return train_cube[coarse].sel(time=targets) + offset
+
+    experiment.register_method("plus_one", plus_one, description="coarse + 1 K")
+    try:
+        res = experiment.run(
+            cube, ["plus_one"], progress=False, options={"plus_one": {"offset": 2.0}}
+        )
+    finally:
+        experiment.METHODS.pop("plus_one")
+    assert bool(seen["fine"].isnull().all())  # the test images are hidden
+    bias = res.scores.bias.sel({"method": "plus_one"}) - res.scores.bias.sel(
+        {"method": "coarse_only"}
+    )
+    np.testing.assert_allclose(bias.values, 2.0, atol=1e-4)
+    with pytest.raises(ValueError, match="already"):
+        experiment.register_method("estarfm", plus_one)
+
+
+def test_unknown_method_is_refused_before_any_work():
+    # an empty Dataset would fail validation: the name check must come first
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['estarfn'\].*estarfm"):
+        experiment.run(xr.Dataset(), ["estarfn"])
+    with pytest.raises(ValueError, match="not run"):
+        experiment.run(xr.Dataset(), ["estarfm"], options={"starfm": {}})
+
+
+def test_method_warnings_reach_the_caller_and_the_report(cube, tmp_path):
+    import warnings
+
+    import dask.array as dsa
+
+    def warn_in_a_dask_thread(block):
+        warnings.warn("the split has no validation date (test)", UserWarning, stacklevel=1)
+        return block
+
+    def noisy(train_cube, targets, *, fine, coarse):
+        lazy = train_cube[coarse].sel(time=targets).chunk({"time": 1})
+        return lazy.copy(data=dsa.map_blocks(warn_in_a_dask_thread, lazy.data))
+
+    experiment.register_method("noisy", noisy)
+    try:
+        with pytest.warns(UserWarning, match="noisy: the split has no validation date"):
+            res = experiment.run(cube, ["noisy"], progress=False)
+    finally:
+        experiment.METHODS.pop("noisy")
+    assert res.info["warnings"]["noisy"][0].startswith("the split has no validation date")
+    report = experiment.write_report(res, tmp_path / "r", cube).read_text()
+    assert "`noisy`: the split has no validation date" in report
+    assert "Run from Python" in report
+
+
+def test_report_does_not_switch_the_matplotlib_backend(cube, small_run, tmp_path):
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        path = experiment.write_report(small_run, tmp_path / "rep", cube)
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    text = path.read_text()
+    assert "one common mask per date" in text
+    for d in small_run.test_dates:
+        assert f"| {d.date()} |" in text
+    assert "beat coarse_only in rmse" in text and "ubRMSE (°C)" in text
+    table = pd.read_csv(tmp_path / "rep" / "scores.csv")
+    assert {"ubrmse", "bias", "skill_rmse", "n_valid"} <= set(table.columns)

@@ -337,3 +337,113 @@ def test_score_identities_hold_on_random_scenes(seed, offset, noise, gap):
     assert float(m.mae) <= float(m.rmse) + 1e-12
     assert -1.0 <= float(m.cc) <= 1.0 and -1.0 <= float(m.ssim) <= 1.0
     assert int(m.n_valid) == err.size
+
+
+# -- chunks, ubRMSE, baseline skill, common mask -------------------------------------------------
+def test_prediction_and_reference_chunked_differently():
+    """README snippet: a fused result one date per chunk against a truth eight per chunk."""
+    ds = xstf.datasets.synthetic(size=32, days=20, seed=1, chunks={"time": 8})
+    fused = (ds.coarse.sel(time=ds.time[2:14]) + 0.3).chunk({"time": 1})
+    lazy = metrics(fused, ds.truth)
+    assert isinstance(lazy.rmse.data, dsa.Array)
+    xr.testing.assert_allclose(
+        lazy.compute(), metrics(fused.compute(), ds.truth.compute()), rtol=1e-12, atol=0
+    )
+    lazy = metrics(fused, ds.truth, baseline=ds.coarse.chunk({"time": 3}))
+    eager = metrics(fused.compute(), ds.truth.compute(), baseline=ds.coarse.compute())
+    xr.testing.assert_allclose(lazy.compute(), eager, rtol=1e-12, atol=0)
+    # a stacked prediction whose methods are chunked differently, and a mask
+    preds = {"a": fused, "b": ds.truth.sel(time=fused.time).chunk({"time": 5}) - 0.2}
+    both = metrics(preds, ds.truth, mask=(ds.landcover != 0).chunk({"y": 7}), common_mask=True)
+    want = metrics(
+        {k: v.compute() for k, v in preds.items()},
+        ds.truth.compute(),
+        mask=(ds.landcover != 0).compute(),
+        common_mask=True,
+    )
+    xr.testing.assert_allclose(both.compute(), want, rtol=1e-12, atol=0)
+    assert int(want.n_valid.sum()) > 0
+
+
+def _holes(values: np.ndarray, seed: int, frac: float) -> np.ndarray:
+    out = values.copy()
+    out[np.random.default_rng(seed).random(out.shape) < frac] = np.nan
+    return out
+
+
+def test_ubrmse_is_the_standard_deviation_of_the_error():
+    pred, ref = _images(seed=3)
+    pred = _holes(pred, 5, 0.2)
+    m = metrics(_da(pred), _da(ref))
+    for t in range(pred.shape[0]):
+        d = (pred[t] - ref[t])[np.isfinite(pred[t])]
+        assert float(m.ubrmse[t]) == pytest.approx(np.std(d), rel=1e-9)
+        assert float(m.ubrmse[t]) == pytest.approx(
+            np.sqrt(np.mean(d**2) - np.mean(d) ** 2), rel=1e-9
+        )
+    assert m.ubrmse.attrs["units"] == "degC"
+    # a constant offset is all bias and no ubRMSE
+    off = metrics(_da(ref + 2.0), _da(ref))
+    np.testing.assert_allclose(off.ubrmse, 0.0, atol=1e-9)
+    np.testing.assert_allclose(off.rmse, 2.0, atol=1e-9)
+
+
+def test_baseline_skill_scores_against_hand_worked_numpy():
+    pred, ref = _images(seed=4)
+    rng = np.random.default_rng(9)
+    base = _holes(ref - 1.5 + rng.normal(0, 2.0, ref.shape), 11, 0.3)  # gaps pred lacks
+    m = metrics(_da(pred), _da(ref), baseline=_da(base))
+    for t in range(pred.shape[0]):
+        v = np.isfinite(base[t])  # scored where prediction, reference and baseline are valid
+        d, db = (pred[t] - ref[t])[v], (base[t] - ref[t])[v]
+        assert int(m.n_valid[t]) == v.sum()
+        want = 1 - np.sqrt(np.mean(d**2)) / np.sqrt(np.mean(db**2))
+        assert float(m.skill_rmse[t]) == pytest.approx(want, rel=1e-9)
+        assert float(m.skill_ubrmse[t]) == pytest.approx(1 - np.std(d) / np.std(db), rel=1e-9)
+        assert float(m.rmse[t]) == pytest.approx(np.sqrt(np.mean(d**2)), rel=1e-9)
+    # the baseline against itself: skill 0; without a baseline: no skill variables
+    self_skill = metrics(_da(base), _da(ref), baseline=_da(base))
+    np.testing.assert_allclose(self_skill.skill_rmse, 0.0, atol=1e-12)
+    assert "skill_rmse" not in metrics(_da(pred), _da(ref))
+    # the accessor resolves a variable name
+    ds = xstf.datasets.synthetic(size=32, days=8, seed=0)
+    via = ds.stf.metrics(ds.coarse + 0.0, "truth", baseline="coarse")
+    np.testing.assert_allclose(via.skill_rmse.dropna("time"), 0.0, atol=1e-12)
+    with pytest.raises(TypeError, match=r"baseline must be an xarray\.DataArray"):
+        metrics(_da(pred), _da(ref), baseline=base)
+
+
+def test_common_mask_gives_every_method_the_same_pixels():
+    pred, ref = _images(seed=6)
+    a, b = _holes(pred, 1, 0.25), _holes(ref + 0.4, 2, 0.1)
+    r = _holes(ref, 3, 0.05)
+    per = metrics({"a": _da(a), "b": _da(b)}, _da(r))
+    assert not (per.n_valid.sel({"method": "a"}) == per.n_valid.sel({"method": "b"})).all()
+    com = metrics({"a": _da(a), "b": _da(b)}, _da(r), common_mask=True)
+    both = np.isfinite(a) & np.isfinite(b) & np.isfinite(r)
+    for t in range(pred.shape[0]):
+        n = both[t].sum()
+        assert list(com.n_valid.isel(time=t).values) == [n, n]
+        for name, p in (("a", a), ("b", b)):
+            d = (p[t] - r[t])[both[t]]
+            got = com.sel({"method": name}).isel(time=t)
+            assert float(got.rmse) == pytest.approx(np.sqrt(np.mean(d**2)), rel=1e-9)
+            assert float(got.bias) == pytest.approx(np.mean(d), rel=1e-9)
+    mask = xstf.scoring.common_mask({"a": _da(a), "b": _da(b)}, _da(r))
+    np.testing.assert_array_equal(mask.values, both)
+    assert mask.dims == ("time", "y", "x")
+    # the same mask through mask= gives the same scores
+    via_mask = metrics({"a": _da(a), "b": _da(b)}, _da(r), mask=mask)
+    xr.testing.assert_allclose(via_mask, com.assign_attrs(via_mask.attrs))
+    assert "common" in com.attrs["mask"]
+
+
+def test_score_table_rounds_without_datetime_warnings():
+    ds = xstf.datasets.synthetic(size=32, days=8, seed=0)
+    pred = ds.coarse.assign_coords(reference_pair_1=("time", ds.time.values))  # like ESTARFM's
+    m = metrics(pred, ds.truth)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.to_dataframe().round(3)

@@ -129,7 +129,7 @@ class STFAccessor:
     def metrics(self, prediction: Any, reference: Any = "fine", **kwargs: Any) -> xr.Dataset:
         """The six survey scores (and MAE, bias) per date. See :func:`xstf.scoring.metrics`.
 
-        ``prediction`` and ``reference`` may be variable names of this cube.
+        ``prediction``, ``reference`` and ``baseline=`` may be variable names of this cube.
         """
         from .scoring import metrics
 
@@ -138,6 +138,8 @@ class STFAccessor:
             prediction = ds[prediction]
         if isinstance(reference, str):
             reference = ds[reference]
+        if isinstance(kwargs.get("baseline"), str):
+            kwargs["baseline"] = ds[kwargs["baseline"]]
         if "ratio" not in kwargs:
             kwargs["ratio"] = 1.0 / _cube.resolution_ratio(ds)
         return metrics(prediction, reference, **kwargs)

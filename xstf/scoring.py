@@ -37,7 +37,7 @@ from scipy import ndimage
 
 from .units import convert_units, normalise_units
 
-__all__ = ["SCORES", "metrics", "ssim"]
+__all__ = ["SCORES", "common_mask", "metrics", "ssim"]
 
 #: Scores returned by :func:`metrics`, in order, with their ``long_name`` and units
 #: (``None``: the temperature units chosen).
@@ -45,6 +45,7 @@ SCORES: dict[str, tuple[str, str | None]] = {
     "rmse": ("root-mean-square error", None),
     "mae": ("mean absolute error", None),
     "bias": ("mean error (prediction - reference)", None),
+    "ubrmse": ("unbiased RMSE (standard deviation of the error)", None),
     "cc": ("Pearson correlation coefficient", "1"),
     "ssim": ("structural similarity index (Gaussian window, sigma 1.5)", "1"),
     "psnr": ("peak signal-to-noise ratio", "dB"),
@@ -52,8 +53,12 @@ SCORES: dict[str, tuple[str, str | None]] = {
     "ergas": ("relative dimensionless global error in synthesis (ERGAS)", "1"),
     "n_valid": ("number of pixels scored", "1"),
     "data_range": ("data range L used by SSIM and PSNR", None),
+    "skill_rmse": ("RMSE skill score against the baseline (1 - RMSE / RMSE_baseline)", "1"),
+    "skill_ubrmse": ("ubRMSE skill score against the baseline (1 - ubRMSE / ubRMSE_baseline)", "1"),
 }
 _NAMES = tuple(SCORES)
+#: Scores present only when a baseline is given.
+_SKILL = ("skill_rmse", "skill_ubrmse")
 
 _SIGMA = 1.5
 _TRUNCATE = 3.5
@@ -106,10 +111,17 @@ def _scores_2d(
     region: np.ndarray,
     n_regions: int,
     ratio: float,
+    base: np.ndarray | None = None,
 ) -> np.ndarray:
-    """All scores of one date: (n_regions, len(SCORES)) float64."""
+    """All scores of one date: (n_regions, len(SCORES)) float64.
+
+    With ``base`` (a baseline prediction), only pixels where it is finite too are scored,
+    and the skill scores are filled in.
+    """
     out = np.full((n_regions, len(_NAMES)), np.nan)
     valid = valid & np.isfinite(pred) & np.isfinite(ref)
+    if base is not None:
+        valid = valid & np.isfinite(base)
     if not np.isfinite(data_range):
         data_range = float(np.ptp(ref[valid])) if valid.any() else np.nan
     out[:, _NAMES.index("data_range")] = data_range
@@ -153,9 +165,21 @@ def _scores_2d(
             )
         else:
             psnr = ssim_v = np.full(n_regions, np.nan)
+        bias = total(d) / n
+        ubrmse = np.sqrt(total((d - bias[idx]) ** 2) / n)
+        if base is not None:
+            db = base.ravel()[sel] - r
+            bias_b = total(db) / n
+            rmse_b = np.sqrt(total(db * db) / n)
+            ubrmse_b = np.sqrt(total((db - bias_b[idx]) ** 2) / n)
+            out[:, _NAMES.index("skill_rmse")] = np.where(rmse_b > 0, 1.0 - rmse / rmse_b, np.nan)
+            out[:, _NAMES.index("skill_ubrmse")] = np.where(
+                ubrmse_b > 0, 1.0 - ubrmse / ubrmse_b, np.nan
+            )
         out[:, _NAMES.index("rmse")] = rmse
         out[:, _NAMES.index("mae")] = total(np.abs(d)) / n
-        out[:, _NAMES.index("bias")] = total(d) / n
+        out[:, _NAMES.index("bias")] = bias
+        out[:, _NAMES.index("ubrmse")] = ubrmse
         out[:, _NAMES.index("cc")] = cc
         out[:, _NAMES.index("ssim")] = ssim_v
         out[:, _NAMES.index("psnr")] = psnr
@@ -169,19 +193,32 @@ def _scores_block(
     ref: np.ndarray,
     valid: np.ndarray,
     data_range: np.ndarray,
-    labels: np.ndarray | None = None,
-    *,
+    *extra: np.ndarray,
     region_values: tuple[Any, ...] | None,
     ratio: float,
+    has_baseline: bool = False,
 ) -> np.ndarray:
-    """Vectorised over leading dims: ``(..., y, x)`` inputs -> ``(..., region, score)``."""
+    """Vectorised over leading dims: ``(..., y, x)`` inputs -> ``(..., region, score)``.
+
+    ``extra``: the region labels (when ``region_values`` is given), then the baseline
+    (when ``has_baseline``).
+    """
+    rest = list(extra)
+    labels = rest.pop(0) if region_values is not None else None
+    base = rest.pop(0) if has_baseline else None
     lead = np.broadcast_shapes(
-        pred.shape[:-2], ref.shape[:-2], valid.shape[:-2], np.shape(data_range)
+        pred.shape[:-2],
+        ref.shape[:-2],
+        valid.shape[:-2],
+        np.shape(data_range),
+        *([] if base is None else [base.shape[:-2]]),
     )
     shape2d = pred.shape[-2:]
     pred = np.broadcast_to(pred, lead + shape2d).astype(np.float64, copy=False)
     ref = np.broadcast_to(ref, lead + shape2d).astype(np.float64, copy=False)
     valid = np.broadcast_to(valid, lead + shape2d)
+    if base is not None:
+        base = np.broadcast_to(base, lead + shape2d).astype(np.float64, copy=False)
     data_range = np.broadcast_to(np.asarray(data_range, dtype=np.float64), lead)
     if labels is None or region_values is None:
         region = np.zeros(shape2d, dtype=np.int64)
@@ -196,7 +233,14 @@ def _scores_block(
     out = np.empty((*lead, n_regions, len(_NAMES)))
     for i in np.ndindex(*lead):
         out[i] = _scores_2d(
-            pred[i], ref[i], valid[i], float(data_range[i]), region, n_regions, ratio
+            pred[i],
+            ref[i],
+            valid[i],
+            float(data_range[i]),
+            region,
+            n_regions,
+            ratio,
+            None if base is None else base[i],
         )
     return out
 
@@ -381,8 +425,10 @@ def metrics(
     ratio: float = 30 / 1000,
     regions: xr.DataArray | None = None,
     input_units: str | None = None,
+    baseline: xr.DataArray | None = None,
+    common_mask: bool = False,
 ) -> xr.Dataset:
-    """Score a prediction against a reference: RMSE, MAE, bias, CC, SSIM, PSNR, SAM, ERGAS.
+    """Score a prediction against a reference: RMSE, ubRMSE, MAE, bias, CC, SSIM, PSNR, SAM, ERGAS.
 
     Each date (each index of the dims other than ``dim``) is scored over its pixels valid
     (finite) in both the prediction and the reference, and ``True`` in ``mask``. A date
@@ -426,14 +472,31 @@ def metrics(
         SSIM per region is the mean of the scene's SSIM map over the region's pixels.
     input_units : str, optional
         Units of inputs that have no ``units`` attribute.
+    baseline : xarray.DataArray, optional
+        A baseline prediction (e.g. the coarse image on the fine grid, "coarse only";
+        ``ds.stf.metrics`` also takes a variable name such as ``"coarse"``). Adds the
+        skill scores ``skill_rmse = 1 − RMSE / RMSE_baseline`` and ``skill_ubrmse = 1 −
+        ubRMSE / ubRMSE_baseline`` (> 0: better than the baseline; NaN where the
+        baseline's score is 0). Both sides are scored on the same pixels, so with a
+        baseline *every* score is computed only where the baseline is valid too
+        (``n_valid`` says how many).
+    common_mask : bool
+        Score every method of a Dataset/dict (or ``method`` dim) on the same pixels:
+        those valid in the reference and in *every* prediction (and the baseline), per
+        date; see :func:`common_mask`. Default ``False``: each method is scored on its
+        own valid pixels, so methods with different gaps are compared on different
+        pixel sets.
 
     Returns
     -------
     xarray.Dataset
-        Variables ``rmse``, ``mae``, ``bias`` (in ``units``), ``cc``, ``ssim``, ``psnr``
-        (dB), ``sam`` (degrees), ``ergas``, ``n_valid`` (int64) and ``data_range`` (the
-        ``L`` used), each with ``long_name`` and ``units``; dims ``method`` (if any),
-        the prediction's other dims (e.g. ``time``) and ``region`` (if any).
+        Variables ``rmse``, ``ubrmse``, ``mae``, ``bias`` (in ``units``), ``cc``,
+        ``ssim``, ``psnr`` (dB), ``sam`` (degrees), ``ergas``, ``n_valid`` (int64),
+        ``data_range`` (the ``L`` used) and, with a baseline, ``skill_rmse`` and
+        ``skill_ubrmse``, each with ``long_name`` and ``units``; dims ``method`` (if
+        any), the prediction's other dims (e.g. ``time``) and ``region`` (if any).
+        ``ubrmse`` is the RMSE after removing the date's (region's) mean error:
+        ``sqrt(RMSE² − bias²)``, the error's standard deviation.
 
     Raises
     ------
@@ -459,6 +522,9 @@ def metrics(
     >>> # select methods with a dict: ``sel(method=...)`` is ``sel``'s own keyword
     >>> float(by_method.rmse.sel({"method": "truth"}).max())
     0.0
+    >>> skill = xstf.metrics(ds.truth + 0.5, ds.truth, baseline=ds.truth + 1.0)
+    >>> round(float(skill.skill_rmse.mean()), 6), round(float(skill.ubrmse.max()), 6)
+    (0.5, 0.0)
     """
     dim_t = tuple(dim)
     if len(dim_t) != 2:
@@ -474,7 +540,24 @@ def metrics(
     ref = _align(pred, ref, dim_t)  # type: ignore[arg-type]
     _check_window([pred.sizes[d] for d in dim_t])
 
+    base = None
+    if baseline is not None:
+        if not isinstance(baseline, xr.DataArray):
+            raise TypeError(
+                f"baseline must be an xarray.DataArray (e.g. ds.coarse), got "
+                f"{type(baseline).__name__}"
+            )
+        if "method" in baseline.dims:
+            raise ValueError("the baseline has a 'method' dim: give one baseline prediction")
+        base = _as_kelvin_or_celsius(baseline, units_n, input_units, "baseline")
+        base = _align(pred, base, dim_t)  # type: ignore[arg-type]
+        base = base.drop_vars([c for c in base.coords if c not in base.dims])
+
     valid = pred.notnull() & ref.notnull()
+    if base is not None:
+        valid = valid & base.notnull()
+    if common_mask and "method" in valid.dims:
+        valid = valid & valid.all("method")
     if mask is not None:
         if not isinstance(mask, xr.DataArray):
             raise TypeError(f"mask must be a boolean xarray.DataArray, got {type(mask).__name__}")
@@ -510,13 +593,19 @@ def metrics(
 
     core = list(dim_t)
     args = [whole(pred), whole(ref), whole(valid), L]
+    core_dims: list[list[Hashable]] = [core, core, core, []]
     if regions is not None:
         keep = [c for c in regions.coords if c not in dim_t]
         args.append(whole(regions.drop_vars(keep)))
+        core_dims.append(core)
+    if base is not None:
+        args.append(whole(base))
+        core_dims.append(core)
+    args = _same_chunks(args)
     scores = xr.apply_ufunc(
         _scores_block,
         *args,
-        input_core_dims=[core, core, core, []] + ([core] if regions is not None else []),
+        input_core_dims=core_dims,
         output_core_dims=[["region", "score"]],
         dask="parallelized",
         output_dtypes=[np.float64],
@@ -524,11 +613,13 @@ def metrics(
             "output_sizes": {"region": len(region_names), "score": len(_NAMES)},
             "allow_rechunk": False,
         },
-        kwargs={"region_values": region_values, "ratio": ratio},
+        kwargs={"region_values": region_values, "ratio": ratio, "has_baseline": base is not None},
         keep_attrs=False,
     )
     out = xr.Dataset()
     for k, name in enumerate(_NAMES):
+        if name in _SKILL and base is None:
+            continue
         da = scores.isel(score=k, drop=True)
         if name == "n_valid":
             da = da.astype(np.int64)
@@ -546,7 +637,10 @@ def metrics(
     grid_mapping = {
         c for c in out.coords if c == "spatial_ref" or out[c].attrs.get("grid_mapping_name")
     }
-    out = out.drop_vars(sorted(grid_mapping, key=str))
+    # datetime-valued coords (ESTARFM's reference_pair_*) would become table columns that
+    # DataFrame.round() warns about: the scores keep numbers, labels and flags only
+    dated = {c for c in out.coords if c not in out.dims and out[c].dtype.kind in "mM"}
+    out = out.drop_vars(sorted(grid_mapping | dated, key=str))
     order = [d for d in ("method",) if d in out.dims]
     order += [d for d in scores.dims if d not in ("method", "region", "score")]
     order += [d for d in ("region",) if d in out.dims]
@@ -558,5 +652,90 @@ def metrics(
         "ssim": "Wang et al. 2004, Gaussian window sigma 1.5 (11x11), K1 0.01, K2 0.03, "
         "population covariance, NaN-aware (valid pixels only), edge pad 5 px excluded",
         "data_range": "given" if data_range is not None else "reference max - min per date",
+        "mask": "common: pixels valid in the reference and every prediction"
+        + (" and the baseline" if base is not None else "")
+        if common_mask
+        else "per method: pixels valid in the reference and that prediction"
+        + (" and the baseline" if base is not None else ""),
     }
+    if base is not None:
+        out.attrs["baseline"] = str(baseline.name) if baseline is not None else ""
     return out
+
+
+def _same_chunks(args: list[xr.DataArray]) -> list[xr.DataArray]:
+    """Give every dask-backed input the same chunks along the shared (looped) dims.
+
+    ``apply_ufunc(dask="parallelized")`` needs them equal: a prediction chunked one date
+    per chunk and a reference chunked eight dates per chunk would fail.
+    """
+    if not any(a.chunks is not None for a in args):
+        return args
+    out = [a.chunk() if a.chunks is None and a.ndim else a for a in args]
+    arrays = [i for i, a in enumerate(out) if a.ndim]
+    for i, a in zip(arrays, xr.unify_chunks(*[out[i] for i in arrays]), strict=True):
+        out[i] = a
+    return out
+
+
+def common_mask(
+    prediction: xr.DataArray | xr.Dataset | Mapping[Hashable, xr.DataArray],
+    reference: xr.DataArray | None = None,
+    *,
+    baseline: xr.DataArray | None = None,
+    method_dim: Hashable = "method",
+) -> xr.DataArray:
+    """Pixels valid in every prediction (and the reference, and the baseline).
+
+    The mask :func:`metrics` uses with ``common_mask=True``: per date and pixel, ``True``
+    where every method's prediction is finite, and the reference (and the baseline) too,
+    so that methods with different gaps are compared on the same pixels. Lazy for
+    dask-backed input.
+
+    Parameters
+    ----------
+    prediction : xarray.DataArray, or Dataset / dict of DataArrays
+        One variable per method, or a DataArray with a ``method_dim`` dim (a DataArray
+        without it is one method).
+    reference, baseline : xarray.DataArray, optional
+        Also required valid where given; broadcast against the predictions (a reference
+        with more dates than the predictions is selected at theirs by alignment).
+    method_dim : hashable
+        The methods' dim of a stacked DataArray.
+
+    Returns
+    -------
+    xarray.DataArray of bool
+        Dims of the predictions without ``method_dim`` (e.g. ``(time, y, x)``); a date
+        that one method does not predict is ``False`` everywhere.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> a = xr.DataArray([[1.0, np.nan], [3.0, 4.0]], dims=("y", "x"))
+    >>> b = xr.DataArray([[1.0, 2.0], [np.nan, 4.0]], dims=("y", "x"))
+    >>> common_mask({"a": a, "b": b}).values.tolist()
+    [[True, False], [False, True]]
+    """
+    if isinstance(prediction, xr.DataArray):
+        ok = prediction.notnull()
+        if method_dim in ok.dims:
+            ok = ok.all(method_dim)
+    elif isinstance(prediction, xr.Dataset | Mapping):
+        arrays = [prediction[k] for k in prediction]
+        if not arrays:
+            raise ValueError("prediction is an empty Dataset/dict: give at least one method")
+        aligned = xr.align(*[a.notnull() for a in arrays], join="outer", fill_value=False)
+        ok = aligned[0]
+        for a in aligned[1:]:
+            ok = ok & a
+    else:
+        raise TypeError(
+            f"prediction must be an xarray.DataArray, or a Dataset/dict of DataArrays, "
+            f"got {type(prediction).__name__}"
+        )
+    for other in (reference, baseline):
+        if other is not None:
+            ok, other_ok = xr.align(ok, other.notnull(), join="left", fill_value=False)
+            ok = ok & other_ok
+    return ok.rename("common_mask")
