@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -239,3 +240,91 @@ def test_devices_and_mixed_precision(model, cube):
     assert half.dtype == np.float32
     d = np.abs(full.values - half.values)
     assert 0 < np.nanmax(d) < 0.5  # K: bfloat16 rounding, not garbage
+
+
+def test_a_nearly_flat_prediction_warns_once_naming_the_dates(cube):
+    from xstf.models.inference import FLAT_RATIO, _warn_if_flat
+
+    coarse = np.stack([cube.coarse[10].values, cube.coarse[11].values])
+    sc = np.nanstd(coarse, axis=(1, 2))
+    flat = 290.0 + 0.1 * (coarse - np.nanmean(coarse))  # std 10 % of the coarse image's
+    with pytest.warns(UserWarning, match=r"nearly flat on 2 of 2 date\(s\).*2021-01-11") as rec:
+        _warn_if_flat(flat, coarse, "edcstfn", ["2021-01-11", "2021-01-12"])
+    assert len(rec) == 1 and f"{0.1 * sc[0]:.3g} K vs {sc[0]:.3g} K" in str(rec[0].message)
+    detailed = coarse + 2.0 * (np.indices(coarse.shape[1:]).sum(0) % 2)  # more detail: no warning
+    just_above = 290.0 + (FLAT_RATIO + 0.01) * (coarse - np.nanmean(coarse))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_flat(detailed, coarse, "edcstfn", ["a", "b"])
+        _warn_if_flat(just_above, coarse, "edcstfn", ["a", "b"])
+        _warn_if_flat(flat, np.full_like(coarse, 290.0), "edcstfn", ["a", "b"])  # flat coarse
+
+
+def test_an_untrained_model_warns_through_predict(cube):
+    from xstf.models.checkpoint import FittedModel
+    from xstf.models.registry import create
+
+    torch.manual_seed(0)
+    cfg = {"model": "edcstfn", "bands": 1, "model_options": {"width": 4}, "n_refs": 2,
+           "mean": 290.0, "std": 5.0, "normalisation": "global"}  # fmt: skip
+    m = FittedModel("edcstfn", create("edcstfn", width=4), cfg, [])
+    with torch.no_grad():
+        for p in m.net.parameters():
+            p.mul_(1e-3)  # output ~ constant
+    t = cube.time.values[[10]]
+    with pytest.warns(UserWarning, match="nearly flat on 1 of 1 date"):
+        xstf.models.predict(cube, m, targets=t, device="cpu")
+    with pytest.warns(UserWarning, match="nearly flat on 1 of 1 date"):  # dask, whole dates
+        xstf.models.predict(cube.chunk({"time": 4}), m, targets=t, device="cpu").compute()
+
+
+def _models_import_graph():
+    """Edges module -> xstf.models module it imports (top-level or inside functions)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(xstf.__file__).parent / "models"
+    graph = {}
+    for path in sorted(root.glob("*.py")):
+        name = "xstf.models" if path.stem == "__init__" else f"xstf.models.{path.stem}"
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(f"xstf.models.{node.module}")
+                else:
+                    deps |= {f"xstf.models.{a.name}" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xstf.models"):
+                deps.add(node.module)
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_the_models_import_graph_is_acyclic_and_never_goes_through_the_front():
+    graph = _models_import_graph()
+    inner = {k: v for k, v in graph.items() if k != "xstf.models"}
+    assert not [k for k, v in inner.items() if "xstf.models" in v]  # no `from . import x`
+    assert "xstf.models.train" not in graph["xstf.models.inference"]
+    state = {}
+
+    def visit(n, path):
+        if state.get(n) == 1:
+            raise AssertionError(f"import cycle: {' -> '.join([*path, n])}")
+        if state.get(n) == 2:
+            return
+        state[n] = 1
+        for d in sorted(graph.get(n, ())):
+            visit(d, [*path, n])
+        state[n] = 2
+
+    for n in graph:
+        visit(n, [])
+
+
+@pytest.mark.parametrize("module", ["registry", "checkpoint", "inference", "train", "gan"])
+def test_each_models_module_imports_alone(module):
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-c", f"import xstf.models.{module}"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
