@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
 import pickle
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -134,8 +134,7 @@ def test_save_load_round_trip_gives_identical_predictions(model, cube, tmp_path)
     np.testing.assert_array_equal(a.values, b.values)
     c = xstf.models.predict(cube, str(path), targets=t, device="cpu")  # a path works too
     np.testing.assert_array_equal(a.values, c.values)
-    d = xstf.load_model(path).predict(cube, targets=t, device="cpu")
-    np.testing.assert_array_equal(a.values, d.values)
+    assert not hasattr(back, "predict")  # one way to predict: xstf.models.predict
     with pytest.raises(FileExistsError, match="overwrite=True"):
         model.save(path)
     model.save(path, overwrite=True)
@@ -189,13 +188,22 @@ def test_model_and_cube_must_match(model, cube):
         xstf.models.predict(cube, 3, device="cpu")
 
 
-def test_model_name_fits_first_and_says_so(cube, caplog):
+def test_a_model_name_is_refused_prediction_never_trains(cube, monkeypatch):
+    import xstf.models.train
+
+    def boom(*args, **kwargs):
+        raise AssertionError("predict must not train")
+
+    monkeypatch.setattr(xstf.models.train, "fit", boom)
     small = cube.isel(time=slice(0, 100))
-    with caplog.at_level(logging.WARNING, logger="xstf.models"):
-        out = small.stf.predict(model="edcstfn", targets=small.time.values[[5]], device="cpu",
-                                fit_options=TINY)  # fmt: skip
-    assert "fitting 'edcstfn'" in caplog.text
-    assert out.shape == (1, 64, 64)
+    for call in (
+        lambda: small.stf.predict("edcstfn", targets=small.time.values[[5]], device="cpu"),
+        lambda: xstf.models.predict(small, "EDCSTFN", device="cpu"),
+    ):
+        with pytest.raises(TypeError, match=r"fit one first.*xstf\.models\.fit"):
+            call()
+    with pytest.raises(TypeError):  # no default model
+        small.stf.predict()
 
 
 def test_models_package_without_torch_names_the_extra():
@@ -204,7 +212,8 @@ def test_models_package_without_torch_names_the_extra():
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "import xstf, xstf.models\n"
-        "assert 'edcstfn' in xstf.models.available()\n"
+        "assert xstf.models.available() == [], xstf.models.available()\n"
+        "assert 'edcstfn' in xstf.models.names()\n"
         "for f in (lambda: xstf.models.create('edcstfn'), lambda: xstf.load_model('m.pt')):\n"
         "    try:\n"
         "        f()\n"
@@ -218,7 +227,7 @@ def test_models_package_without_torch_names_the_extra():
 
 
 def test_devices_and_mixed_precision(model, cube):
-    from xstf.models.train import resolve_device
+    from xstf.models.registry import resolve_device
 
     want = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == want
@@ -231,3 +240,91 @@ def test_devices_and_mixed_precision(model, cube):
     assert half.dtype == np.float32
     d = np.abs(full.values - half.values)
     assert 0 < np.nanmax(d) < 0.5  # K: bfloat16 rounding, not garbage
+
+
+def test_a_nearly_flat_prediction_warns_once_naming_the_dates(cube):
+    from xstf.models.inference import FLAT_RATIO, _warn_if_flat
+
+    coarse = np.stack([cube.coarse[10].values, cube.coarse[11].values])
+    sc = np.nanstd(coarse, axis=(1, 2))
+    flat = 290.0 + 0.1 * (coarse - np.nanmean(coarse))  # std 10 % of the coarse image's
+    with pytest.warns(UserWarning, match=r"nearly flat on 2 of 2 date\(s\).*2021-01-11") as rec:
+        _warn_if_flat(flat, coarse, "edcstfn", ["2021-01-11", "2021-01-12"])
+    assert len(rec) == 1 and f"{0.1 * sc[0]:.3g} K vs {sc[0]:.3g} K" in str(rec[0].message)
+    detailed = coarse + 2.0 * (np.indices(coarse.shape[1:]).sum(0) % 2)  # more detail: no warning
+    just_above = 290.0 + (FLAT_RATIO + 0.01) * (coarse - np.nanmean(coarse))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_flat(detailed, coarse, "edcstfn", ["a", "b"])
+        _warn_if_flat(just_above, coarse, "edcstfn", ["a", "b"])
+        _warn_if_flat(flat, np.full_like(coarse, 290.0), "edcstfn", ["a", "b"])  # flat coarse
+
+
+def test_an_untrained_model_warns_through_predict(cube):
+    from xstf.models.checkpoint import FittedModel
+    from xstf.models.registry import create
+
+    torch.manual_seed(0)
+    cfg = {"model": "edcstfn", "bands": 1, "model_options": {"width": 4}, "n_refs": 2,
+           "mean": 290.0, "std": 5.0, "normalisation": "global"}  # fmt: skip
+    m = FittedModel("edcstfn", create("edcstfn", width=4), cfg, [])
+    with torch.no_grad():
+        for p in m.net.parameters():
+            p.mul_(1e-3)  # output ~ constant
+    t = cube.time.values[[10]]
+    with pytest.warns(UserWarning, match="nearly flat on 1 of 1 date"):
+        xstf.models.predict(cube, m, targets=t, device="cpu")
+    with pytest.warns(UserWarning, match="nearly flat on 1 of 1 date"):  # dask, whole dates
+        xstf.models.predict(cube.chunk({"time": 4}), m, targets=t, device="cpu").compute()
+
+
+def _models_import_graph():
+    """Edges module -> xstf.models module it imports (top-level or inside functions)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(xstf.__file__).parent / "models"
+    graph = {}
+    for path in sorted(root.glob("*.py")):
+        name = "xstf.models" if path.stem == "__init__" else f"xstf.models.{path.stem}"
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(f"xstf.models.{node.module}")
+                else:
+                    deps |= {f"xstf.models.{a.name}" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xstf.models"):
+                deps.add(node.module)
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_the_models_import_graph_is_acyclic_and_never_goes_through_the_front():
+    graph = _models_import_graph()
+    inner = {k: v for k, v in graph.items() if k != "xstf.models"}
+    assert not [k for k, v in inner.items() if "xstf.models" in v]  # no `from . import x`
+    assert "xstf.models.train" not in graph["xstf.models.inference"]
+    state = {}
+
+    def visit(n, path):
+        if state.get(n) == 1:
+            raise AssertionError(f"import cycle: {' -> '.join([*path, n])}")
+        if state.get(n) == 2:
+            return
+        state[n] = 1
+        for d in sorted(graph.get(n, ())):
+            visit(d, [*path, n])
+        state[n] = 2
+
+    for n in graph:
+        visit(n, [])
+
+
+@pytest.mark.parametrize("module", ["registry", "checkpoint", "inference", "train", "gan"])
+def test_each_models_module_imports_alone(module):
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-c", f"import xstf.models.{module}"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr

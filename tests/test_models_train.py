@@ -249,3 +249,104 @@ def test_fit_without_validation_dates_validates_on_training_patches():
 def test_accessor_fit(cube):
     m = cube.stf.fit("edcstfn", **{**TINY, "epochs": 1})
     assert len(m.history) == 1
+
+
+def test_validation_inputs_never_come_from_test_dates(cube, monkeypatch):
+    """Validation samples (targets AND reference images) use no test date, even when a test
+    date is the nearest pair of a validation date; scrambling the test date leaves every
+    validation loss bit-identical."""
+    import xstf.models.train as train
+
+    made = []
+    real = train.samples
+
+    def spy(targets, pool, n_refs, *args, **kwargs):
+        out = real(targets, pool, n_refs, *args, **kwargs)
+        made.append(out)
+        return out
+
+    monkeypatch.setattr(train, "samples", spy)
+    p = [str(d.date()) for d in xstf.cube.pair_dates(cube)]
+    # the validation date p[2] sits between a training date and the test date p[3]
+    split = {"train": [p[0], p[1], p[4], p[5], p[6]], "val": [p[2]], "test": [p[3]]}
+    opts = {**TINY, "split": split}
+    base = xstf.models.fit(cube, "edcstfn", **opts)
+    test, val = pd.DatetimeIndex(split["test"]), pd.DatetimeIndex(split["val"])
+    used = {d for group in made for s in group for d in (s.target, *s.refs)}
+    assert used and not used & set(test)
+    assert {s.target for group in made for s in group} >= set(val)
+    rng = np.random.default_rng(1)
+    scrambled = cube.copy(deep=True)
+    for v in ("fine", "coarse"):
+        vals = scrambled[v].sel(time=test).values
+        scrambled[v].loc[{"time": test}] = vals[..., rng.permutation(vals.shape[-1])] - 9.0
+    m = xstf.models.fit(scrambled, "edcstfn", **opts)
+    assert [h["val_loss"] for h in m.history] == [h["val_loss"] for h in base.history]
+    assert _same(_weights(m), _weights(base))
+    # ...while scrambling the validation date's images does change the validation loss
+    scrambled = cube.copy(deep=True)
+    scrambled["fine"].loc[{"time": val}] = scrambled.fine.sel(time=val).values + 9.0
+    m2 = xstf.models.fit(scrambled, "edcstfn", **opts)
+    assert m2.history[0]["val_loss"] != base.history[0]["val_loss"]
+
+
+def test_fit_returns_the_best_weights_not_the_last(cube, tmp_path, monkeypatch):
+    """A fit whose last epochs are worse than its best (weights wrecked after epoch 1)."""
+    from xstf.models import base, edcstfn, registry
+
+    class Wrecking(edcstfn.EDCSTFNRecipe):
+        epochs_done = 0
+
+        def step(self, batch):
+            out = super().step(batch)
+            if self.epochs_done >= 2:  # epochs 2+: real steps, then the weights wrecked
+                with torch.no_grad():
+                    for p in self.net.parameters():
+                        p.add_(0.5 * torch.randn_like(p))
+            return out
+
+        def end_epoch(self, val_loss):
+            self.epochs_done += 1
+            super().end_epoch(val_loss)
+
+    spec = base.ModelSpec("wrecking", edcstfn.build, Wrecking, n_refs=2)
+    monkeypatch.setitem(registry.MODULES, "wrecking", "xstf.models.edcstfn")
+    monkeypatch.setitem(base.REGISTRY, "wrecking", spec)
+    m = xstf.models.fit(cube, "wrecking", **{**TINY, "epochs": 4, "patience": 10},
+                        checkpoint_dir=tmp_path)  # fmt: skip
+    losses = [h["val_loss"] for h in m.history]
+    assert len(losses) == 4 and min(losses) < losses[-1]
+    assert m.config["best_epoch"] == int(np.argmin(losses)) < 2
+    best = load_model(tmp_path / "best.pt")
+    last = xstf.models.checkpoint.load_checkpoint(tmp_path / "last.pt")["modules"]["net"]
+    assert _same(_weights(m), _weights(best))
+    assert not _same(_weights(m), last)
+
+
+def test_fit_leaves_the_global_torch_rng_alone(cube):
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    xstf.models.fit(cube, "edcstfn", **TINY)
+    assert torch.equal(torch.rand(3), want)
+
+
+def test_patches_per_epoch_draws_a_fresh_subset_each_epoch(cube, monkeypatch):
+    import xstf.models.train as train
+
+    seen = []
+    real = train._train_epoch
+
+    def spy(recipe, loader, dev, amp):
+        ids = []
+        for batch in loader.loader:
+            ids.append(batch["f_tgt"].sum(dim=(1, 2, 3)))
+        seen.append(torch.cat(ids))
+        return real(recipe, loader, dev, amp)
+
+    monkeypatch.setattr(train, "_train_epoch", spy)
+    opts = {**TINY, "epochs": 2, "max_patches": None, "patches_per_epoch": 6}
+    m = xstf.models.fit(cube, "edcstfn", **opts)
+    assert m.config["patches_per_epoch"] == 6 and m.config["train_patches"] > 6
+    assert [len(s) for s in seen] == [6, 6]
+    assert not torch.equal(torch.sort(seen[0]).values, torch.sort(seen[1]).values)

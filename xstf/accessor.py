@@ -171,14 +171,20 @@ class STFAccessor:
 
         return fill_gaps(self._ds, **kwargs)
 
-    def fit(self, model: str, **kwargs: Any):
-        """Train a deep fusion model on this cube's pairs. See :func:`xstf.models.fit`."""
-        from .models import fit
+    def fit(self, model: str, **kwargs: Any) -> Any:
+        """Train deep fusion model ``model`` (a name) on this cube's pairs; returns a ``FittedModel``.
+
+        See :func:`xstf.models.train.fit`.
+        """
+        from .models.train import fit
 
         return fit(self._ds, model, **kwargs)
 
-    def predict(self, model: Any = "edcstfn", **kwargs: Any) -> xr.DataArray:
-        """Predict fine LST with a deep model (fitted, a path, or a name). See :func:`xstf.models.predict`."""
-        from .models import predict
+    def predict(self, model: Any, **kwargs: Any) -> xr.DataArray:
+        """Predict fine LST with a fitted deep model (from :meth:`fit`) or a saved model's path.
+
+        Prediction never trains: a model name is refused. See :func:`xstf.models.inference.predict`.
+        """
+        from .models.inference import predict
 
         return predict(self._ds, model, **kwargs)

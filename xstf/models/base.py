@@ -26,27 +26,35 @@ R is :attr:`ModelSpec.n_refs` (1 or 2); C is the number of bands (1 for LST).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-__all__ = ["REGISTRY", "Batch", "ModelSpec", "TrainingRecipe", "register"]
+__all__ = ["REGISTRY", "Batch", "ModelSpec", "RecipeBase", "TrainingRecipe", "register"]
 
 Batch = dict[str, torch.Tensor]
 
 
 class TrainingRecipe(Protocol):
-    """How one model trains: its modules, optimisers, one step, and its validation loss.
+    """How one model trains: every hook :func:`xstf.models.train.fit` calls, declared.
+
+    The loop calls, in order: :meth:`prepare` once before the first epoch (not on
+    resume), with :attr:`prepare_passes` passes over the training batches; on resume
+    :meth:`on_resume` after the saved states are loaded; per epoch :meth:`step` on
+    every training batch, :meth:`validation_loss` on every validation batch and
+    :meth:`end_epoch` with the mean validation loss. :attr:`modules`,
+    :attr:`optimizers` and :attr:`schedulers` are checkpointed. :class:`RecipeBase`
+    implements the optional hooks as no-ops.
 
     Examples
     --------
     >>> import xstf.models
     >>> from xstf.models.edcstfn import build, recipe
     >>> r = recipe(build())
-    >>> callable(r.step) and callable(r.validation_loss)
+    >>> isinstance(r, RecipeBase) and callable(r.step) and callable(r.validation_loss)
     True
     """
 
@@ -55,18 +63,82 @@ class TrainingRecipe(Protocol):
     modules: dict[str, nn.Module]
     #: Optimisers by name (their state is checkpointed for resume).
     optimizers: dict[str, torch.optim.Optimizer]
+    #: Learning-rate schedulers by name (their state is checkpointed); may be empty.
+    schedulers: dict[str, Any]
 
-    def step(self, batch: Batch) -> dict[str, float]:
-        """One training iteration (forward, backward, optimiser steps); named losses for the progress bar."""
+    @property
+    def prepare_passes(self) -> int:
+        """Passes :meth:`prepare` makes over the training batches (0: it does nothing)."""
         ...
 
-    def validation_loss(self, batch: Batch) -> float:
+    def prepare(self, loader: Iterable[Batch]) -> None:
+        """Called once before the first epoch with the training batches (on the device)."""
+        ...
+
+    def on_resume(self) -> None:
+        """Called after the saved module/optimiser/scheduler states are loaded on resume."""
+        ...
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One training iteration (forward, backward, optimiser steps).
+
+        Returns named losses as detached 0-d tensors (on the device: the loop averages
+        them there, without a host sync per step).
+        """
+        ...
+
+    def validation_loss(self, batch: Batch) -> torch.Tensor | float:
         """Masked loss of the prediction network on a validation batch (lower is better), no grad."""
         ...
 
     def end_epoch(self, val_loss: float) -> None:
         """Learning-rate schedule hook, called once per epoch with the validation loss."""
         ...
+
+
+class RecipeBase:
+    """No-op implementations of the optional :class:`TrainingRecipe` hooks; recipes subclass it.
+
+    A subclass sets :attr:`modules` and :attr:`optimizers` (and :attr:`schedulers`
+    when it has any) and implements :meth:`step` and :meth:`validation_loss`.
+
+    Examples
+    --------
+    >>> r = RecipeBase()
+    >>> r.prepare_passes, r.schedulers, r.end_epoch(0.5)
+    (0, {}, None)
+    """
+
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.modules = {}
+        self.optimizers = {}
+        self.schedulers = {}
+
+    @property
+    def prepare_passes(self) -> int:
+        """Passes :meth:`prepare` makes over the training batches: none."""
+        return 0
+
+    def prepare(self, loader: Iterable[Batch]) -> None:
+        """Nothing to prepare."""
+
+    def on_resume(self) -> None:
+        """Nothing to restore beyond the saved states."""
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One training iteration: subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement step()")
+
+    def validation_loss(self, batch: Batch) -> torch.Tensor | float:
+        """Validation loss of a batch: subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement validation_loss()")
+
+    def end_epoch(self, val_loss: float) -> None:
+        """Constant learning rate: nothing to do."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +167,8 @@ class ModelSpec:
 
     Examples
     --------
-    >>> import xstf.models
-    >>> spec = xstf.models.get_spec("mlffgan")
+    >>> from xstf.models.registry import get_spec
+    >>> spec = get_spec("mlffgan")
     >>> spec.n_refs, spec.needs_coarse_ref
     (1, True)
     """

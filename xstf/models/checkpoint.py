@@ -7,9 +7,18 @@ strings. It is read back with ``torch.load(weights_only=True)``, which refuses
 anything that would run code when unpickled; a file that does not hold an xstf
 checkpoint is refused with a :class:`ValueError`.
 
-Layout (``version`` 1)::
+Integrity: on save, a SHA-256 checksum of every weight tensor (``modules`` and, in a
+training checkpoint, ``best``: names, dtypes, shapes and bytes; see
+:func:`weights_sha256`) is written in the file; on load it is recomputed and a
+mismatch (a corrupted or tampered file) is refused with a :class:`ValueError`, as
+are empty and truncated files and a configuration that lacks what prediction needs
+(``model``, ``n_refs``, ``mean``, ``std``). Files of version 1 (before the
+checksum) still load, with a warning that they cannot be verified.
 
-    {"format": "xstf-checkpoint", "version": 1,
+Layout (``version`` 2)::
+
+    {"format": "xstf-checkpoint", "version": 2,
+     "sha256": "<hex>",             # checksum of the weights
      "config": "<JSON>",            # model name, options, normalisation, names, ratio, split...
      "history": "<JSON>",           # one dict per epoch
      "modules": {"net": state_dict, ...},
@@ -20,19 +29,70 @@ Layout (``version`` 1)::
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
-import pickle
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["FORMAT", "FittedModel", "load_checkpoint", "load_model", "save_checkpoint"]
+from .registry import get_spec
+
+__all__ = [
+    "FORMAT",
+    "FittedModel",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "weights_sha256",
+]
 
 FORMAT = "xstf-checkpoint"
-VERSION = 1
+VERSION = 2
+#: Versions this xstf reads (1: no checksum).
+READS = (1, 2)
+#: Config keys a model needs to predict.
+REQUIRED_CONFIG = ("model", "n_refs", "mean", "std")
+_FIX = "re-copy the file, or save the model again with FittedModel.save"
+
+
+def _hash_into(h: Any, name: str, value: Any) -> None:
+    if isinstance(value, Mapping):
+        for key in sorted(value, key=str):
+            _hash_into(h, f"{name}/{key}", value[key])
+    elif isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        if t.numel():
+            h.update(t.view(torch.uint8).numpy())
+    else:
+        h.update(f"{name}={value!r};".encode())
+
+
+def weights_sha256(data: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the weights of checkpoint data: its ``modules`` and ``best`` states.
+
+    Every tensor's name, dtype, shape and bytes count, in sorted name order, so the
+    digest does not depend on the device or on dict order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = weights_sha256({"modules": {"net": {"w": torch.zeros(2)}}})
+    >>> b = weights_sha256({"modules": {"net": {"w": torch.tensor([0.0, 1e-30])}}})
+    >>> len(a), a == b
+    (64, False)
+    """
+    h = hashlib.sha256()
+    for part in ("modules", "best"):
+        if part in data and data[part] is not None:
+            _hash_into(h, part, data[part])
+    return h.hexdigest()
 
 
 def _to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -57,7 +117,8 @@ def save_checkpoint(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists: pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "version": VERSION, **payload}
+    data = {**payload, "format": FORMAT, "version": VERSION}
+    data["sha256"] = weights_sha256(data)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(data, tmp)
     os.replace(tmp, path)
@@ -88,31 +149,64 @@ def load_checkpoint(
         path = path / "model.pt"
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes), not an xstf checkpoint: {_FIX}")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as err:
+    except Exception as err:  # torch raises many types here (unpickling, zip, OSError...)
+        lines = str(err).strip().splitlines()
+        why = lines[0] if lines else type(err).__name__
         raise ValueError(
-            f"{path} is not an xstf checkpoint, or holds objects other than tensors and plain "
-            f"data (refused by torch.load(weights_only=True)): {str(err).splitlines()[0]}"
+            f"{path} is not an xstf checkpoint, or is truncated or corrupt, or holds objects other "
+            f"than tensors and plain data (refused by torch.load(weights_only=True)): {why}. "
+            f"If it is a model you saved: {_FIX}"
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(
             f"{path} is not an xstf checkpoint (no 'format': {FORMAT!r} header); save models with "
             "FittedModel.save"
         )
-    if data.get("version") != VERSION:
+    version = data.get("version")
+    if version not in READS:
         raise ValueError(
-            f"{path} is an xstf checkpoint of version {data.get('version')}; this xstf reads "
-            f"version {VERSION}"
+            f"{path} is an xstf checkpoint of version {version}; this xstf reads versions "
+            f"{list(READS)}: upgrade xstf, or save the model again with this version"
         )
+    _check_integrity(path, data)
     return data
+
+
+def _check_integrity(path: Path, data: dict[str, Any]) -> None:
+    missing = [k for k in ("config", "modules") if k not in data]
+    if not missing and not (isinstance(data["modules"], dict) and "net" in data["modules"]):
+        missing = ["modules['net']"]
+    if missing:
+        raise ValueError(f"{path} is an incomplete xstf checkpoint (no {missing}): {_FIX}")
+    if data["version"] == 1:
+        warnings.warn(
+            f"{path} is a version-1 xstf checkpoint, written without a checksum: its weights "
+            "cannot be verified; save it again to add one",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    want = data.get("sha256")
+    if not isinstance(want, str):
+        raise ValueError(f"{path} has no weights checksum ('sha256'): {_FIX}")
+    got = weights_sha256(data)
+    if got != want:
+        raise ValueError(
+            f"{path} is corrupt: the checksum of its weights ({got[:12]}…) differs from the one "
+            f"written when it was saved ({want[:12]}…): {_FIX}"
+        )
 
 
 class FittedModel:
     """A trained deep fusion model: its network, configuration, normalisation and history.
 
     Returned by :func:`xstf.models.fit` and :func:`load_model`; pass it to
-    :func:`xstf.models.predict` (or ``ds.stf.predict(model=...)``).
+    :func:`xstf.models.predict` (or ``ds.stf.predict(model)``), the one way to predict
+    (the model has no ``predict`` method of its own).
 
     Attributes
     ----------
@@ -195,7 +289,7 @@ class FittedModel:
         Examples
         --------
         >>> import tempfile, pathlib, xstf
-        >>> from xstf.models import create
+        >>> from xstf.models.registry import create
         >>> m = FittedModel("edcstfn", create("edcstfn", width=4),
         ...                 {"model": "edcstfn", "bands": 1, "model_options": {"width": 4},
         ...                  "mean": 290.0, "std": 5.0, "n_refs": 2}, [])
@@ -218,33 +312,67 @@ class FittedModel:
         self.net.to(device)
         return self
 
-    def predict(self, ds: Any, **kwargs: Any) -> Any:
-        """Shorthand for :func:`xstf.models.predict` ``(ds, self, **kwargs)``."""
-        from .inference import predict
 
-        return predict(ds, self, **kwargs)
+def _config(data: dict[str, Any], path: Any) -> dict[str, Any]:
+    where = "checkpoint" if path is None else str(path)
+    try:
+        config = json.loads(data["config"])
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{where}: malformed xstf checkpoint config ({err!r}): {_FIX}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: the checkpoint config is not a JSON object: {_FIX}")
+    missing = [k for k in REQUIRED_CONFIG if k not in config]
+    if missing:
+        raise ValueError(
+            f"{where}: the checkpoint config lacks {missing}, which prediction needs (the "
+            f"normalisation mean/std, the model name, the reference count): {_FIX}"
+        )
+    try:
+        mean, std = float(config["mean"]), float(config["std"])
+    except (TypeError, ValueError):
+        mean = std = math.nan
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise ValueError(
+            f"{where}: the checkpoint's normalisation (mean={config['mean']!r}, "
+            f"std={config['std']!r}) is not finite with std > 0: {_FIX}"
+        )
+    return config
 
 
 def model_from_checkpoint(
-    data: dict[str, Any], device: str | torch.device = "cpu", which: str = "modules"
+    data: dict[str, Any],
+    device: str | torch.device = "cpu",
+    which: str = "modules",
+    path: str | os.PathLike | None = None,
 ) -> FittedModel:
-    """Rebuild a :class:`FittedModel` from loaded checkpoint data (``which``: "modules" or "best")."""
-    from . import get_spec
+    """Rebuild a :class:`FittedModel` from loaded checkpoint data (``which``: "modules" or "best").
 
+    Raises
+    ------
+    ValueError
+        A config without what prediction needs, or weights that do not fit the network.
+
+    Examples
+    --------
+    >>> data = load_checkpoint("edcstfn.pt")  # doctest: +SKIP
+    >>> model_from_checkpoint(data).name  # doctest: +SKIP
+    'edcstfn'
+    """
+    where = "checkpoint" if path is None else str(path)
+    config = _config(data, path)
     try:
-        config = json.loads(data["config"])
         history = json.loads(data.get("history", "[]"))
         state = data[which]["net"]
     except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise ValueError(f"malformed xstf checkpoint: {err!r}") from None
+        raise ValueError(f"{where}: malformed xstf checkpoint ({err!r}): {_FIX}") from None
     spec = get_spec(config["model"])
     net = spec.build(bands=int(config.get("bands", 1)), **config.get("model_options", {}))
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(
-            f"the checkpoint's weights do not fit the {config['model']!r} network built from its "
-            f"config: {str(err).splitlines()[0]}"
+            f"{where}: the checkpoint's weights do not fit the {config['model']!r} network built "
+            f"from its config: {str(err).splitlines()[0]}"
         ) from None
     net.to(device)
     return FittedModel(spec.name, net, config, history)
@@ -270,7 +398,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> F
     Raises
     ------
     ValueError
-        If the file is not an xstf checkpoint.
+        If the file is not an xstf checkpoint, is empty, truncated or corrupt (its
+        weights fail the checksum), or its config lacks the normalisation.
 
     Examples
     --------
@@ -285,4 +414,4 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> F
     """
     data = load_checkpoint(path)
     which = "best" if "best" in data and data.get("best") else "modules"
-    return model_from_checkpoint(data, device=device, which=which)
+    return model_from_checkpoint(data, device=device, which=which, path=path)

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Batch, ModelSpec, register
+from .base import Batch, ModelSpec, RecipeBase, register
 from .losses import freeze, masked_ms_ssim_loss, masked_mse, pretrain_autoencoder, validation_mse
 
 __all__ = ["EDCSTFN", "SPEC", "AutoEncoder", "EDCSTFNRecipe", "build", "recipe"]
@@ -189,7 +189,7 @@ def build(bands: int = 1, width: int = 32) -> EDCSTFN:
     return EDCSTFN(bands=bands, width=width)
 
 
-class EDCSTFNRecipe:
+class EDCSTFNRecipe(RecipeBase):
     """How EDCSTFN trains (see the module docstring for the loss and schedule).
 
     Parameters
@@ -225,6 +225,7 @@ class EDCSTFNRecipe:
         ae_epochs: int = 2,
         lr_patience: int = 5,
     ) -> None:
+        super().__init__()
         lr = 1e-3 if lr is None else float(lr)
         device = next(net.parameters()).device
         bands = net.bands
@@ -242,9 +243,15 @@ class EDCSTFNRecipe:
             )
         }
         self.net = net
-        self._freeze_autoencoder()
+        self.on_resume()
 
-    def _freeze_autoencoder(self) -> None:
+    @property
+    def prepare_passes(self) -> int:
+        """Auto-encoder passes over the training batches (``ae_epochs``)."""
+        return max(0, self.ae_epochs)
+
+    def on_resume(self) -> None:
+        """Keep the (restored) auto-encoder frozen."""
         freeze(self.autoencoder)
 
     def prepare(self, loader: Iterable[Batch], device: torch.device | str | None = None) -> None:
@@ -271,7 +278,7 @@ class EDCSTFNRecipe:
         parts = [self._loss(p, batch["f_tgt"], batch["tgt_valid"]) for p in preds]
         return {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
 
-    def step(self, batch: Batch) -> dict[str, float]:
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One Adam step on the compound loss, averaged over the reference pairs."""
         self.net.train()
         opt = self.optimizers["net"]
@@ -279,7 +286,7 @@ class EDCSTFNRecipe:
         losses = self._batch_loss(batch)
         losses["loss"].backward()
         opt.step()
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
     def validation_loss(self, batch: Batch) -> float:

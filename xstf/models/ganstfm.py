@@ -35,14 +35,13 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .base import Batch, ModelSpec, register
+from .gan import GANRecipe
 from .losses import (
     freeze,
-    lsgan_loss,
     masked_cosine_loss,
     masked_ms_ssim_loss,
     masked_mse,
     pretrain_autoencoder,
-    validation_mse,
 )
 from .mlffgan import _check_inputs
 
@@ -343,7 +342,7 @@ class AutoEncoder(nn.Module):
         return self.out(torch.cat((l1, y), 1))
 
 
-class GANSTFMRecipe:
+class GANSTFMRecipe(GANRecipe):
     """How GAN-STFM trains: alternating discriminator and generator steps (LSGAN).
 
     Per :meth:`step`: the discriminator minimises ``½[(D(real) − 1)² + D(fake)²]``
@@ -398,6 +397,7 @@ class GANSTFMRecipe:
             raise TypeError(f"GANSTFMRecipe needs a GANSTFMGenerator, got {type(net).__name__}")
         if ae_epochs < 0:
             raise ValueError(f"ae_epochs must be >= 0, got {ae_epochs}")
+        super().__init__()
         lr = 1e-3 if lr is None else float(lr)
         device = next(net.parameters()).device
         disc = GANSTFMDiscriminator(net.bands).to(device)
@@ -407,7 +407,7 @@ class GANSTFMRecipe:
         if self.ae_epochs > 0:
             self.autoencoder = AutoEncoder(net.bands).to(device)
             self.modules["autoencoder"] = self.autoencoder
-            self._freeze_autoencoder()
+            self.on_resume()
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             "net": torch.optim.Adam(net.parameters(), lr=lr, betas=betas),
             "discriminator": torch.optim.Adam(disc.parameters(), lr=lr, betas=betas),
@@ -419,7 +419,16 @@ class GANSTFMRecipe:
             "gan": float(gan_weight),
         }
 
-    def _freeze_autoencoder(self) -> None:
+    #: The generator's adversarial term is ``w_gan · ½(D(fake) − 1)²``, as the reference.
+    adversarial_scale = 0.5
+
+    @property
+    def prepare_passes(self) -> int:
+        """Auto-encoder passes over the training batches (0 without an auto-encoder)."""
+        return 0 if self.autoencoder is None else self.ae_epochs
+
+    def on_resume(self) -> None:
+        """Keep the (restored) auto-encoder frozen."""
         if self.autoencoder is not None:
             freeze(self.autoencoder)
 
@@ -444,40 +453,6 @@ class GANSTFMRecipe:
             mse = F.mse_loss(fp, ft)
             cos = 1.0 - F.cosine_similarity(fp, ft, dim=1).mean()
         return w["mse"] * mse + w["cosine"] * cos + w["ms_ssim"] * ssim
-
-    def step(self, batch: Batch) -> dict[str, float]:
-        """One D update then one G update; returns ``{"loss": G loss, "d_loss": D loss}``."""
-        net, disc = self.modules["net"], self.modules["discriminator"]
-        net.train()
-        disc.train()
-        c_tgt, target, valid = batch["c_tgt"], batch["f_tgt"], batch["tgt_valid"]
-        pred = net(batch["c_refs"], batch["f_refs"], c_tgt)
-        real = torch.where(valid.expand_as(pred), target, pred.detach())
-
-        opt_d = self.optimizers["discriminator"]
-        opt_d.zero_grad(set_to_none=True)
-        d_real = disc(torch.cat((real, c_tgt), 1))
-        d_fake = disc(torch.cat((pred.detach(), c_tgt), 1))
-        d_loss = 0.5 * (lsgan_loss(d_real, real=True) + lsgan_loss(d_fake, real=False))
-        d_loss.backward()
-        opt_d.step()
-
-        opt_g = self.optimizers["net"]
-        opt_g.zero_grad(set_to_none=True)
-        w = self.weights
-        gan = 0.5 * lsgan_loss(disc(torch.cat((pred, c_tgt), 1)), real=True)
-        g_loss = self.content_loss(pred, target, valid) + w["gan"] * gan
-        g_loss.backward()
-        opt_g.step()
-        return {"loss": float(g_loss.detach()), "d_loss": float(d_loss.detach())}
-
-    @torch.no_grad()
-    def validation_loss(self, batch: Batch) -> float:
-        """Masked MSE of the generator (eval mode), as the reference's validation error."""
-        return validation_mse(self.modules["net"], batch)
-
-    def end_epoch(self, val_loss: float) -> None:
-        """Constant learning rate, as the reference: nothing to do."""
 
 
 def build(bands: int = 1) -> GANSTFMGenerator:

@@ -17,6 +17,14 @@ to the tasks as numpy arrays; the date levels are a lazy dask reduction over the
 whole scene passed to every chunk of their date, so tiles and chunks see the same
 level; nothing is computed until asked.
 
+Fitting is :func:`xstf.models.fit`'s job: :func:`predict` takes a fitted model or
+the path of a saved one, never a model name. The model and the cube are checked
+before any work (variables, bands, resolution ratio), also on a dask cube. A
+prediction whose spatial standard deviation is below a quarter of the target coarse
+image's (a nearly flat image, the sign of an under-trained model) is warned about,
+per date, when the date is predicted (on a dask cube: when a task holds a whole
+date, i.e. the cube is not chunked in space).
+
 NaN rules: the output is NaN where the target coarse image is NaN. Missing
 reference pixels (fine or coarse) do not make the output NaN: they are filled with
 0 after normalisation (the training mean, plus the date level with
@@ -31,6 +39,7 @@ import logging
 import os
 import threading
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from pathlib import Path
@@ -43,12 +52,16 @@ import xarray as xr
 
 from .. import cube as _cube
 from ..errors import CubeError
-from . import MODULES, get_spec
 from .checkpoint import FittedModel, load_model
 from .data import normalise, patch_origins, scene_level
-from .train import fit, resolve_device
+from .registry import MODULES, get_spec, resolve_device
 
-__all__ = ["predict", "predict_image"]
+__all__ = ["FLAT_RATIO", "predict", "predict_image"]
+
+#: A prediction whose spatial std is below this share of the target coarse image's warns.
+FLAT_RATIO = 0.25
+#: ...unless the coarse image itself is this flat (K): nothing to compare against.
+_FLAT_MIN_STD = 0.05
 
 log = logging.getLogger("xstf.models")
 
@@ -198,50 +211,117 @@ def _predict_block(
     std: float,
     n_refs: int,
     device: str,
+    scene_shape: tuple[int, int] | None = None,
+    dates: tuple[str, ...] = (),
+    block_info: dict | None = None,
     **kw: Any,
 ) -> np.ndarray:
     """(t, channels, h, w) K -> (t, h, w) K; rebuilds the net once per process and call.
 
     ``levels`` (t, 1, 1, 1): each date's level (whole-scene, not this block's), or None (0).
+    A block that holds whole dates (``scene_shape``) is checked for flat predictions.
     """
     net = _cached_net(token, device, spec_name, bands, options, state)
     lv = np.zeros(len(block)) if levels is None else np.asarray(levels, np.float64).reshape(-1)
     if len(lv) != len(block):
         raise ValueError(f"{len(lv)} level(s) for a block of {len(block)} date(s)")
-    return np.stack(
+    out = np.stack(
         [
             predict_image(net, b, mean, std, n_refs, device=device, level=float(v), **kw)
             for b, v in zip(block, lv, strict=True)
         ]
     )
+    if scene_shape is not None and tuple(block.shape[-2:]) == tuple(scene_shape):
+        first = 0
+        if block_info and 0 in block_info:
+            first = int(block_info[0]["array-location"][0][0])
+        names = [dates[first + k] if first + k < len(dates) else "" for k in range(len(out))]
+        _warn_if_flat(out, block[:, 0], spec_name, names)
+    return out
 
 
-def _resolve_model(
-    ds: xr.Dataset, model: Any, device: torch.device, fit_options: dict | None
-) -> FittedModel:
+def _warn_if_flat(pred: np.ndarray, coarse: np.ndarray, name: str, dates: list[str]) -> None:
+    """One warning for the dates of ``pred`` (t, h, w) much flatter than their target coarse image.
+
+    Cheap: two ``nanstd`` per date.
+    """
+    flat = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN dates
+        for p, c, d in zip(pred, coarse, dates, strict=True):
+            sp, sc = float(np.nanstd(p)), float(np.nanstd(c))
+            if np.isfinite(sp) and np.isfinite(sc) and sc >= _FLAT_MIN_STD and sp < FLAT_RATIO * sc:
+                flat.append(f"{d or '?'}: {sp:.3g} K vs {sc:.3g} K")
+    if flat:
+        warnings.warn(
+            f"the {name} prediction is nearly flat on {len(flat)} of {len(pred)} date(s): spatial "
+            f"std below {FLAT_RATIO:.0%} of the target coarse image's ({'; '.join(flat[:5])}"
+            f"{'; ...' if len(flat) > 5 else ''}). The model is probably under-trained: fit it "
+            "for more epochs or patches (xstf.models.fit(..., epochs=, patches_per_epoch=)) and "
+            "check its history",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _resolve_model(model: Any) -> FittedModel:
+    """A FittedModel, or one loaded from a path; a model name is refused (fitting is fit's job)."""
     if isinstance(model, FittedModel):
         return model
     if isinstance(model, (str, os.PathLike)):
         key = str(model)
-        if key.lower() in MODULES and not Path(key).exists():
-            opts = dict(fit_options or {})
-            opts.setdefault("device", device)
-            log.warning(
-                "xstf: no fitted model given: fitting %r on this cube's pairs first (%s); pass a "
-                "FittedModel (xstf.models.fit) or a saved model path to skip this",
-                key.lower(), ", ".join(f"{k}={v}" for k, v in opts.items()) or "default options",
-            )  # fmt: skip
-            return fit(ds, key.lower(), **opts)
+        if not Path(key).exists() and key.lower() in MODULES:
+            raise TypeError(
+                f"predict needs a fitted model, not the model name {key!r}: fit one first, "
+                f"model = xstf.models.fit(ds, {key.lower()!r}, ...) (or ds.stf.fit), then "
+                "predict(ds, model); or pass the path of a model saved with FittedModel.save"
+            )
         return load_model(key, device="cpu")
     raise TypeError(
-        f"model must be a FittedModel, a path to a saved model or a model name "
-        f"({list(MODULES)}), got {type(model).__name__}"
+        "model must be a FittedModel (from xstf.models.fit or xstf.load_model) or the path of a "
+        f"saved model, got {type(model).__name__}"
     )
+
+
+def _cube_bands(da: xr.DataArray) -> int:
+    extra = [d for d in da.dims if d not in ("time", "y", "x")]
+    return int(np.prod([da.sizes[d] for d in extra])) if extra else 1
+
+
+def _check_model_and_cube(
+    ds: xr.Dataset, fm: FittedModel, fine: Hashable, coarse: Hashable, min_coverage: float
+) -> None:
+    """Every check of a model against a cube, before any work (eager, also on dask)."""
+    cfg = fm.config
+    missing = [v for v in (fine, coarse) if v not in ds.data_vars]
+    if missing:
+        raise CubeError(
+            f"the model was fitted on variables fine={cfg.get('fine')!r}, coarse={cfg.get('coarse')!r}; "
+            f"this cube has no {missing} (variables: {sorted(map(str, ds.data_vars))}). Pass "
+            "fine=..., coarse=... to predict, or rename the cube's variables"
+        )
+    bands = int(cfg.get("bands", 1))
+    have = {str(v): _cube_bands(ds[v]) for v in (fine, coarse)}
+    if any(n != bands for n in have.values()):
+        raise CubeError(
+            f"the {fm.name} model was fitted with {bands} band(s); this cube's variables have "
+            f"{have} band(s) (dims other than time/y/x). Predict with a model fitted on cubes "
+            "with the same bands (xstf.models.fit(..., bands=...))"
+        )
+    _cube.validate(ds, fine, coarse, min_coverage, require_pairs=0)
+    ratio = _cube.resolution_ratio(ds)
+    mratio = cfg.get("resolution_ratio")
+    if mratio is not None and abs(ratio - float(mratio)) > 0.01 * float(mratio):
+        raise CubeError(
+            f"the model was fitted on a cube with coarse/fine resolution ratio {float(mratio):.3g}; "
+            f"this cube's is {ratio:.3g} (attrs fine_resolution/coarse_resolution). A deep model "
+            "does not transfer across resolution ratios: fit one on this cube"
+        )
 
 
 def predict(
     ds: xr.Dataset,
-    model: Any = "edcstfn",
+    model: FittedModel | str | os.PathLike,
     targets: Iterable[Any] | None = None,
     *,
     tile: int = 512,
@@ -253,7 +333,6 @@ def predict(
     coarse: Hashable | None = None,
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
     rule: str = "bracket",
-    fit_options: dict[str, Any] | None = None,
 ) -> xr.DataArray:
     """Predict fine LST on target dates with a deep fusion model.
 
@@ -273,10 +352,10 @@ def predict(
     ----------
     ds : xarray.Dataset
         The cube. Dask-backed -> the result is dask-backed (lazy).
-    model : FittedModel, path or str
-        A fitted model, a file saved with :meth:`FittedModel.save`, or a model name
-        (then it is first fitted on this cube's pairs with ``fit_options``, which
-        is logged).
+    model : FittedModel or path
+        A fitted model (:func:`xstf.models.fit`) or a file saved with
+        :meth:`FittedModel.save`. A model name is refused with a TypeError: fit the
+        model first (prediction never trains).
     targets : iterable of datetime-like, optional
         Dates to predict (default: :func:`xstf.cube.target_dates`). A pair date is
         predicted leave-one-out (it is not its own reference).
@@ -294,8 +373,6 @@ def predict(
         Coverage for a date to count as a pair (references).
     rule : {"bracket", "nearest"}
         Reference-pair rule (:func:`xstf.cube.reference_pairs`).
-    fit_options : dict, optional
-        Options for :func:`xstf.models.fit` when ``model`` is a name.
 
     Returns
     -------
@@ -307,9 +384,20 @@ def predict(
 
     Raises
     ------
+    TypeError
+        ``model`` is a model name or another object (fit a model first).
+    ValueError
+        A saved model that is empty, truncated, corrupt or incomplete.
     CubeError
-        The cube lacks the variables the model was fitted on, its resolution ratio
-        differs from the model's, a target is not in the cube, or too few pairs.
+        The cube lacks the variables the model was fitted on, has another number of
+        bands, its resolution ratio differs from the model's, a target is not in the
+        cube, or too few pairs (all checked before any work, also on a dask cube).
+
+    Warns
+    -----
+    UserWarning
+        A date whose prediction is nearly flat (spatial std below
+        :data:`FLAT_RATIO` of the target coarse image's).
 
     Examples
     --------
@@ -322,26 +410,11 @@ def predict(
     (('time', 'y', 'x'), (2, 48, 48))
     """
     dev = resolve_device(device)
-    fm = _resolve_model(ds, model, dev, fit_options)
+    fm = _resolve_model(model)
     cfg = fm.config
     fine = cfg.get("fine", "fine") if fine is None else fine
     coarse = cfg.get("coarse", "coarse") if coarse is None else coarse
-    missing = [v for v in (fine, coarse) if v not in ds.data_vars]
-    if missing:
-        raise CubeError(
-            f"the model was fitted on variables fine={cfg.get('fine')!r}, coarse={cfg.get('coarse')!r}; "
-            f"this cube has no {missing} (variables: {sorted(map(str, ds.data_vars))}). Pass "
-            "fine=..., coarse=... to predict, or rename the cube's variables"
-        )
-    _cube.validate(ds, fine, coarse, min_coverage, require_pairs=0)
-    ratio = _cube.resolution_ratio(ds)
-    mratio = cfg.get("resolution_ratio")
-    if mratio is not None and abs(ratio - float(mratio)) > 0.01 * float(mratio):
-        raise CubeError(
-            f"the model was fitted on a cube with coarse/fine resolution ratio {float(mratio):.3g}; "
-            f"this cube's is {ratio:.3g} (attrs fine_resolution/coarse_resolution). A deep model "
-            "does not transfer across resolution ratios: fit one on this cube"
-        )
+    _check_model_and_cube(ds, fm, fine, coarse, min_coverage)
     if tile < 8 or overlap < 0 or batch_size < 1:
         raise ValueError(
             f"need tile >= 8, overlap >= 0, batch_size >= 1; got {tile}, {overlap}, {batch_size}"
@@ -390,6 +463,8 @@ def predict(
         batch_size=int(batch_size),
         amp=bool(amp),
         multiple=int(spec.defaults.get("size_multiple", 1)),
+        scene_shape=(int(ds.sizes["y"]), int(ds.sizes["x"])),
+        dates=tuple(str(t.date()) for t in tg),
     )
     func = functools.partial(_predict_block, **kw)
     if lazy:
@@ -420,12 +495,6 @@ def predict(
     else:
         stack = np.stack(parts, axis=1).astype(np.float32)
         data = func(stack, None if levels is None else np.asarray(levels)[:, None, None, None])
-    template = ds[coarse].sel(time=tg)
-    out = xr.DataArray(data, coords=template.coords, dims=template.dims, name=spec.name)
-    for k in range(n_refs):
-        name = f"reference_pair_{k + 1}"
-        out = out.assign_coords({name: ("time", pd.DatetimeIndex([r[k] for r in refs]).values)})
-        out[name].attrs["long_name"] = f"reference pair {k + 1} (in date order) used for each date"
     params = {
         "model": spec.name,
         "model_options": cfg.get("model_options", {}),
@@ -441,12 +510,33 @@ def predict(
         "min_coverage": float(min_coverage),
         "split": cfg.get("split"),
     }
+    return _wrap_output(data, ds[coarse].sel(time=tg), refs, spec.name, spec.reference, params)
+
+
+def _wrap_output(
+    data: Any,
+    template: xr.DataArray,
+    refs: list[list[pd.Timestamp]],
+    name: str,
+    reference: str,
+    params: dict[str, Any],
+) -> xr.DataArray:
+    """The prediction's DataArray: the template's coords, reference-pair coords and attrs.
+
+    The one place the deep models build their output (the layout of :func:`xstf.estarfm`).
+    """
+    out = xr.DataArray(data, coords=template.coords, dims=template.dims, name=name)
+    n_refs = len(refs[0]) if refs else 0
+    for k in range(n_refs):
+        coord = f"reference_pair_{k + 1}"
+        out = out.assign_coords({coord: ("time", pd.DatetimeIndex([r[k] for r in refs]).values)})
+        out[coord].attrs["long_name"] = f"reference pair {k + 1} (in date order) used for each date"
     out.attrs = {
         "units": "K",
         "standard_name": "surface_temperature",
-        "long_name": f"fine-scale LST predicted by {spec.name.upper()}",
-        "method": spec.name,
+        "long_name": f"fine-scale LST predicted by {name.upper()}",
+        "method": name,
         "parameters": json.dumps(params, sort_keys=True, default=str),
-        "reference": spec.reference,
+        "reference": reference,
     }
     return out

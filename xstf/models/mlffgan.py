@@ -33,12 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, ModelSpec, register
+from .gan import GANRecipe
 from .losses import (
-    lsgan_loss,
     masked_cosine_loss,
     masked_l1,
     masked_ms_ssim_loss,
-    validation_mse,
 )
 
 __all__ = [
@@ -357,17 +356,7 @@ def swap_reference_and_target(batch: Batch) -> Batch:
     return out
 
 
-def _real_filled(batch: Batch, pred: torch.Tensor) -> torch.Tensor:
-    """The target with its invalid pixels replaced by the (detached) prediction.
-
-    Missing target pixels hold 0 (the normalised mean); shown to the discriminator as
-    they are, "real" images would have flat holes it could learn to spot. Filling them
-    with the prediction makes those pixels identical in real and fake inputs.
-    """
-    return torch.where(batch["tgt_valid"].expand_as(pred), batch["f_tgt"], pred.detach())
-
-
-class MLFFGANRecipe:
+class MLFFGANRecipe(GANRecipe):
     """How MLFF-GAN trains: alternating discriminator and generator steps (LSGAN).
 
     Each :meth:`step` (one batch): with probability ``swap_prob`` the reference and
@@ -417,6 +406,7 @@ class MLFFGANRecipe:
             raise TypeError(f"MLFFGANRecipe needs an MLFFGANGenerator, got {type(net).__name__}")
         if not 0.0 <= swap_prob <= 1.0:
             raise ValueError(f"swap_prob must be in [0, 1], got {swap_prob}")
+        super().__init__()
         lr = 2e-4 if lr is None else float(lr)
         device = next(net.parameters()).device
         disc = MLFFGANDiscriminator(net.bands).to(device)
@@ -433,50 +423,22 @@ class MLFFGANRecipe:
         }
         self.swap_prob = float(swap_prob)
 
-    def step(self, batch: Batch) -> dict[str, float]:
-        """One D update then one G update; returns ``{"loss": G loss, "d_loss": D loss}``."""
-        net, disc = self.modules["net"], self.modules["discriminator"]
-        net.train()
-        disc.train()
+    def augment(self, batch: Batch) -> Batch:
+        """With probability ``swap_prob``, the batch with reference and target exchanged."""
         if self.swap_prob > 0 and float(torch.rand(())) < self.swap_prob:
-            batch = swap_reference_and_target(batch)
-        c_tgt, valid = batch["c_tgt"], batch["tgt_valid"]
-        pred = net(batch["c_refs"], batch["f_refs"], c_tgt)
-        real = _real_filled(batch, pred)
+            return swap_reference_and_target(batch)
+        return batch
 
-        # (1) discriminator
-        opt_d = self.optimizers["discriminator"]
-        opt_d.zero_grad(set_to_none=True)
-        d_loss = 0.5 * (
-            lsgan_loss(disc(torch.cat((pred.detach(), c_tgt), 1)), real=False)
-            + lsgan_loss(disc(torch.cat((real, c_tgt), 1)), real=True)
-        )
-        d_loss.backward()
-        opt_d.step()
-
-        # (2) generator
-        opt_g = self.optimizers["net"]
-        opt_g.zero_grad(set_to_none=True)
-        target = batch["f_tgt"]
+    def content_loss(
+        self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """``b·L1 + d·(1 − MS-SSIM) + c·(1 − cos)``, masked with ``valid``."""
         w = self.weights
-        gan = lsgan_loss(disc(torch.cat((pred, c_tgt), 1)), real=True)
-        g_loss = (
-            w["gan"] * gan
-            + w["l1"] * masked_l1(pred, target, valid)
+        return (
+            w["l1"] * masked_l1(pred, target, valid)
             + w["ms_ssim"] * masked_ms_ssim_loss(pred, target, valid)
             + w["cosine"] * masked_cosine_loss(pred, target, valid)
         )
-        g_loss.backward()
-        opt_g.step()
-        return {"loss": float(g_loss.detach()), "d_loss": float(d_loss.detach())}
-
-    @torch.no_grad()
-    def validation_loss(self, batch: Batch) -> float:
-        """Masked MSE of the generator (eval mode), as the reference's validation error."""
-        return validation_mse(self.modules["net"], batch)
-
-    def end_epoch(self, val_loss: float) -> None:
-        """Constant learning rate (the reference's LambdaLR returns 1): nothing to do."""
 
 
 def build(bands: int = 1) -> MLFFGANGenerator:

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, ModelSpec, register
+from .base import Batch, ModelSpec, RecipeBase, register
 from .losses import masked_mse, validation_mse
 from .mlffgan import _check_inputs
 
@@ -232,7 +232,7 @@ class STTFN(nn.Module):
         return (weights * preds).sum(1)
 
 
-class STTFNRecipe:
+class STTFNRecipe(RecipeBase):
     """How STTFN trains: masked MSE of each pair's prediction, averaged; Adam + plateau schedule.
 
     Parameters
@@ -262,6 +262,7 @@ class STTFNRecipe:
     ) -> None:
         if not isinstance(net, STTFN):
             raise TypeError(f"STTFNRecipe needs an STTFN network, got {type(net).__name__}")
+        super().__init__()
         lr = 1e-3 if lr is None else float(lr)
         self.net = net
         self.modules: dict[str, nn.Module] = {"net": net}
@@ -284,7 +285,7 @@ class STTFNRecipe:
             losses.append(masked_mse(preds[:, k], target, v))
         return torch.stack(losses).mean()
 
-    def step(self, batch: Batch) -> dict[str, float]:
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One Adam step on the mean of the per-pair masked MSEs."""
         self.net.train()
         opt = self.optimizers["net"]
@@ -292,7 +293,7 @@ class STTFNRecipe:
         loss = self._loss(batch)
         loss.backward()
         opt.step()
-        return {"loss": float(loss.detach())}
+        return {"loss": loss.detach()}
 
     @torch.no_grad()
     def validation_loss(self, batch: Batch) -> float:

@@ -1,23 +1,34 @@
 """The generic training loop of the deep models (imports torch).
 
 :func:`fit` drives any registered model through its
-:class:`~xstf.models.base.TrainingRecipe`: it builds the samples and the split
-(:mod:`xstf.models.data`), fits the normalisation on the training dates, optionally
-calls the recipe's ``prepare(loader)`` hook once before the first epoch (EDCSTFN
-trains its auto-encoder there), then per epoch calls ``recipe.step(batch)`` on
-every training batch, ``recipe.validation_loss(batch)`` on every validation batch
-and ``recipe.end_epoch(val_loss)``; it keeps the best weights (lowest validation
-loss), stops early after ``patience`` epochs without improvement, writes
-checkpoints and can resume from one.
+:class:`~xstf.models.base.TrainingRecipe`, in named steps: plan the fit (split,
+options; restored from the checkpoint on resume), build the patch datasets
+(:mod:`xstf.models.data`) with the normalisation of the training dates, build the
+network and its recipe, then (not on resume) the recipe's ``prepare`` hook (EDCSTFN
+and GAN-STFM train their auto-encoder there, with its own progress bar), then per
+epoch ``recipe.step(batch)`` on every training batch, ``recipe.validation_loss`` on
+every validation batch and ``recipe.end_epoch(val_loss)``; it keeps the best weights
+(lowest validation loss), stops early after ``patience`` epochs without improvement,
+writes checkpoints and can resume from one (``recipe.on_resume()`` after the states
+are loaded).
 
-Optional recipe attributes the loop uses when present: ``prepare(loader)`` (called
-once, not on resume, with an iterable of training batches already on the device)
-and ``schedulers`` (a dict of LR schedulers whose state is checkpointed).
+Randomness: the shuffling and the per-epoch patch subsets come from one
+:class:`torch.Generator` seeded with ``seed``; weight initialisation, dropout and
+the recipes' own draws use the global torch RNG inside
+:func:`torch.random.fork_rng`, seeded once, so the caller's global RNG state is the
+same after :func:`fit` as before. Both states are checkpointed, so a resumed run
+continues exactly.
+
+Speed: the losses of each step stay on the device (one host sync per epoch), CUDA
+fits run in bfloat16 autocast by default (``amp``), and the progress bar shows
+patches/s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import importlib.metadata
 import inspect
 import json
 import logging
@@ -25,6 +36,7 @@ import os
 import time
 import warnings
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +46,6 @@ import xarray as xr
 
 from .. import cube as _cube
 from ..errors import CubeError
-from . import get_spec
 from .base import Batch, ModelSpec, TrainingRecipe
 from .checkpoint import FittedModel, load_checkpoint, save_checkpoint
 from .data import (
@@ -48,28 +59,15 @@ from .data import (
     split_dates,
 )
 from .data import normalisation as _normalisation
+from .registry import get_spec, resolve_device
 
-__all__ = ["fit", "resolve_device"]
+__all__ = ["PATCHES_PER_EPOCH", "fit"]
 
 log = logging.getLogger("xstf.models")
 
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else CPU; anything else as given.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} but CUDA is not available here; use device='cpu' or 'auto'"
-        )
-    return dev
+#: Default training patches per epoch (a fresh random subset each epoch): sized so that a
+#: 20-epoch EDCSTFN fit of a 256 px synthetic year takes a few minutes on 2 CPU cores.
+PATCHES_PER_EPOCH = 128
 
 
 def _split_options(
@@ -86,30 +84,20 @@ def _split_options(
 
 
 class _OnDevice:
-    """Iterate a DataLoader, moving every batch to ``device``."""
+    """Iterate a DataLoader, moving every batch to ``device`` (and counting it on a bar)."""
 
-    def __init__(self, loader: Iterable[Batch], device: torch.device) -> None:
-        self.loader, self.device = loader, device
+    def __init__(self, loader: Iterable[Batch], device: torch.device, bar: Any = None) -> None:
+        self.loader, self.device, self.bar = loader, device, bar
 
     def __iter__(self) -> Iterator[Batch]:
         nb = self.device.type == "cuda"
         for batch in self.loader:
             yield {k: v.to(self.device, non_blocking=nb) for k, v in batch.items()}
+            if self.bar is not None:
+                self.bar.update(int(batch["f_tgt"].shape[0]))
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
-
-
-def _loader(dataset: PatchDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int):
-    g = torch.Generator().manual_seed(int(seed))
-    return torch.utils.data.DataLoader(
-        dataset,  # type: ignore[arg-type]
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=g,
-        num_workers=num_workers,
-        drop_last=False,
-    )
 
 
 def _state(modules: Mapping[str, torch.nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
@@ -125,14 +113,430 @@ def _lr(recipe: TrainingRecipe) -> float:
     return float(opt.param_groups[0]["lr"])
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("xstf")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed
+        return "unknown"
+
+
+@dataclass
+class _Plan:
+    """What a fit is driven by: chosen by the caller, or restored from a checkpoint."""
+
+    split: Split
+    fine: Hashable
+    coarse: Hashable
+    normalisation: str
+    patch_size: int
+    stride: int
+    min_valid: float
+    seed: int
+    bands: int
+    build_opts: dict[str, Any]
+    recipe_opts: dict[str, Any]
+    epochs: int
+    batch_size: int
+    patience: int
+    max_patches: int | None
+    patches_per_epoch: int | None
+    mean: float | None = None
+    std: float | None = None
+
+
+@dataclass
+class _Progress:
+    """The loop's state: history, best weights and their epoch, patience counter."""
+
+    best_state: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_loss: float = float("inf")
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    start: int = 0
+
+
+def _plan_resume(
+    ckpt: dict[str, Any], resume: Any, spec: ModelSpec, ds: xr.Dataset, opts: dict[str, Any]
+) -> _Plan:
+    if "optimizers" not in ckpt:
+        raise ValueError(f"{resume} holds a saved model, not a training checkpoint (last.pt)")
+    cfg = json.loads(ckpt["config"])
+    if cfg["model"] != spec.name:
+        raise ValueError(f"{resume} is a checkpoint of {cfg['model']!r}, not {spec.name!r}")
+    fine, coarse = cfg["fine"], cfg["coarse"]
+    if fine not in ds or coarse not in ds:
+        raise CubeError(
+            f"the checkpoint was trained on variables {fine!r}/{coarse!r}, which this cube lacks"
+        )
+
+    def given(key: str, saved: Any) -> Any:
+        return saved if opts.get(key) is None else opts[key]
+
+    return _Plan(
+        split=Split.from_dict(cfg["split"]),
+        fine=fine,
+        coarse=coarse,
+        normalisation=check_normalisation(cfg.get("normalisation", "global")),
+        patch_size=int(cfg["patch_size"]),
+        stride=int(cfg["stride"]),
+        min_valid=float(cfg["min_valid"]),
+        seed=int(cfg["seed"]),
+        bands=int(cfg["bands"]),
+        build_opts=dict(cfg["model_options"]),
+        recipe_opts=dict(cfg["train_options"]),
+        epochs=opts["epochs"],
+        batch_size=int(given("batch_size", cfg["batch_size"])),
+        patience=int(given("patience", cfg["patience"])),
+        max_patches=given("max_patches", cfg.get("max_patches")),
+        patches_per_epoch=cfg.get("patches_per_epoch"),
+        mean=float(cfg["mean"]),
+        std=float(cfg["std"]),
+    )
+
+
+def _plan_new(ds: xr.Dataset, spec: ModelSpec, opts: dict[str, Any]) -> _Plan:
+    pairs = _cube.pair_dates(ds, opts["fine"], opts["coarse"], opts["min_coverage"])
+    build_opts, recipe_opts = _split_options(spec, opts["model_options"])
+    if opts["lr"] is not None:
+        recipe_opts["lr"] = float(opts["lr"])
+    return _Plan(
+        split=split_dates(pairs, opts["split"], n_refs=spec.n_refs),
+        fine=opts["fine"],
+        coarse=opts["coarse"],
+        normalisation=check_normalisation(opts["normalisation"]),
+        patch_size=int(opts["patch_size"]),
+        stride=int(opts["stride"]),
+        min_valid=float(opts["min_valid"]),
+        seed=int(opts["seed"]),
+        bands=int(opts["bands"]),
+        build_opts=build_opts,
+        recipe_opts=recipe_opts,
+        epochs=opts["epochs"],
+        batch_size=opts["batch_size"],
+        patience=opts["patience"],
+        max_patches=opts["max_patches"],
+        patches_per_epoch=opts["patches_per_epoch"],
+    )
+
+
+def _apply_defaults(plan: _Plan, spec: ModelSpec) -> None:
+    d = spec.defaults
+    plan.epochs = int(d.get("epochs", 30) if plan.epochs is None else plan.epochs)
+    plan.batch_size = int(d.get("batch_size", 16) if plan.batch_size is None else plan.batch_size)
+    plan.patience = int(d.get("patience", 10) if plan.patience is None else plan.patience)
+    if plan.epochs < 1 or plan.batch_size < 1 or plan.patience < 1:
+        raise ValueError(
+            f"epochs, batch_size and patience must be >= 1; got {plan.epochs}, "
+            f"{plan.batch_size}, {plan.patience}"
+        )
+    ppe = plan.patches_per_epoch
+    if ppe is not None and int(ppe) < 1:
+        raise ValueError(f"patches_per_epoch must be >= 1 or None (all), got {ppe}")
+
+
+def _subset(items: list[Any], n: int | None, seed: int) -> list[Any]:
+    if n is None or len(items) <= n:
+        return items
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), int(n), replace=False))
+    return [items[i] for i in keep]
+
+
+def _datasets(ds: xr.Dataset, plan: _Plan, n_refs: int) -> tuple[PatchDataset, PatchDataset]:
+    """Training and validation patch datasets; sets ``plan.mean``/``plan.std`` on a new fit."""
+    sp, fine, coarse = plan.split, plan.fine, plan.coarse
+    levels = None
+    if plan.normalisation == "date_level":
+        levels = date_levels(ds, list(sp.train) + list(sp.val), coarse).compute()
+    if plan.mean is None:
+        plan.mean, plan.std = _normalisation(ds, sp.train, fine, coarse, levels=levels)
+    train_s = samples(sp.train, sp.train, n_refs)
+    val_s = samples(sp.val, sp.train, n_refs)
+    size, stride, mv = plan.patch_size, plan.stride, plan.min_valid
+    train_p = select_patches(ds, train_s, size, stride, mv, fine, coarse)
+    val_p = select_patches(ds, val_s, size, stride, mv, fine, coarse)
+    if not val_s:
+        warnings.warn(
+            f"the split has no validation date ({len(sp.train)} training, {len(sp.test)} test "
+            "pairs): the validation loss (LR schedule, early stopping, best weights) is computed "
+            "on the training patches",
+            UserWarning,
+            stacklevel=3,
+        )
+        val_s, val_p = train_s, train_p
+    for what, p, s in (("training", train_p, train_s), ("validation", val_p, val_s)):
+        if not p:
+            raise CubeError(
+                f"no {what} patch of {size} px has >= {mv:.0%} valid target pixels "
+                f"on the {len(s)} {what} date(s) {[str(x.target.date()) for x in s]}: lower "
+                "min_valid or patch_size, or choose clearer dates"
+            )
+    same = val_p is train_p
+    train_p = _subset(train_p, plan.max_patches, plan.seed)
+    # the validation set is a fixed subset (the same every epoch, so losses compare)
+    val_p = train_p if same else _subset(val_p, plan.patches_per_epoch, plan.seed + 1)
+    lv = (
+        None
+        if levels is None
+        else dict(zip(levels.indexes["time"], levels.values.tolist(), strict=True))
+    )
+    args = (plan.patch_size, plan.mean, plan.std, fine, coarse)
+    return (
+        PatchDataset(ds, train_s, train_p, *args, levels=lv),
+        PatchDataset(ds, val_s, val_p, *args, levels=lv),
+    )
+
+
+def _config(
+    spec: ModelSpec, plan: _Plan, ds: xr.Dataset, min_coverage: float, n: tuple[int, int]
+) -> dict[str, Any]:
+    return {
+        "model": spec.name,
+        "bands": plan.bands,
+        "model_options": plan.build_opts,
+        "train_options": plan.recipe_opts,
+        "n_refs": spec.n_refs,
+        "fine": str(plan.fine),
+        "coarse": str(plan.coarse),
+        "resolution_ratio": _cube.resolution_ratio(ds),
+        "normalisation": plan.normalisation,
+        "mean": plan.mean,
+        "std": plan.std,
+        "patch_size": plan.patch_size,
+        "stride": plan.stride,
+        "min_valid": plan.min_valid,
+        "min_coverage": float(min_coverage),
+        "split": plan.split.to_dict(),
+        "seed": plan.seed,
+        "batch_size": plan.batch_size,
+        "patience": plan.patience,
+        "max_patches": None if plan.max_patches is None else int(plan.max_patches),
+        "patches_per_epoch": None
+        if plan.patches_per_epoch is None
+        else int(plan.patches_per_epoch),
+        "train_patches": n[0],
+        "val_patches": n[1],
+        "xstf_version": _version(),
+    }
+
+
+def _train_loader(
+    dataset: PatchDataset, plan: _Plan, gen: torch.Generator, num_workers: int
+) -> torch.utils.data.DataLoader:
+    """Shuffled batches; with ``patches_per_epoch``, a fresh random subset per iteration."""
+    n = len(dataset)
+    k = n if plan.patches_per_epoch is None else min(n, int(plan.patches_per_epoch))
+    sampler = torch.utils.data.RandomSampler(
+        dataset,  # type: ignore[arg-type]
+        replacement=False,
+        num_samples=k,
+        generator=gen,
+    )
+    return torch.utils.data.DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_size=plan.batch_size,
+        sampler=sampler,
+        generator=gen,
+        num_workers=num_workers,
+    )
+
+
+def _val_loader(
+    dataset: PatchDataset, batch_size: int, num_workers: int
+) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        shuffle=False,
+        generator=torch.Generator().manual_seed(0),  # drawn by workers only; not the global RNG
+        num_workers=num_workers,
+    )
+
+
+def _restore(
+    recipe: TrainingRecipe, ckpt: dict[str, Any], gen: torch.Generator, dev: torch.device
+) -> _Progress:
+    """Load the modules, optimisers, schedulers, RNG states and loop state of ``last.pt``."""
+    for name, m in recipe.modules.items():
+        m.load_state_dict(ckpt["modules"][name])
+    for name, o in recipe.optimizers.items():
+        o.load_state_dict(ckpt["optimizers"][name])
+    for name, s in recipe.schedulers.items():
+        if name in ckpt.get("schedulers", {}):
+            s.load_state_dict(ckpt["schedulers"][name])
+    rng = ckpt.get("rng", {})
+    if "generator" in rng:
+        gen.set_state(rng["generator"])
+    if "cpu" in rng:
+        torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and dev.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], dev)
+    recipe.on_resume()
+    return _Progress(
+        best_state=ckpt["best"],
+        history=json.loads(ckpt["history"]),
+        best_loss=float(ckpt["best_loss"]),
+        best_epoch=int(ckpt["best_epoch"]),
+        bad_epochs=int(ckpt["bad_epochs"]),
+        start=int(ckpt["epoch"]) + 1,
+    )
+
+
+def _check_checkpoint_dir(ckdir: Path | None, resume: Any, overwrite: bool) -> None:
+    if ckdir is None:
+        return
+    resuming_here = resume is not None and Path(resume).resolve().parent == ckdir.resolve()
+    existing = [p for p in ("last.pt", "best.pt") if (ckdir / p).exists()]
+    if existing and not (overwrite or resuming_here):
+        raise FileExistsError(
+            f"{ckdir} already holds {existing}: pass overwrite=True, another checkpoint_dir, "
+            f"or resume={str(ckdir / 'last.pt')!r}"
+        )
+
+
+def _autocast(dev: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+
+
+def _resolve_amp(amp: bool | None, dev: torch.device) -> bool:
+    if amp is None:  # bfloat16 autocast on CUDA GPUs that support it (no loss scaling needed)
+        return dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    return bool(amp)
+
+
+def _pretrain(recipe: TrainingRecipe, loader: Any, name: str, progress: bool) -> None:
+    """The recipe's ``prepare`` hook, with its own progress bar (patches)."""
+    from tqdm.auto import tqdm
+
+    passes = int(recipe.prepare_passes)
+    if passes <= 0:
+        recipe.prepare(loader)
+        return
+    n = len(loader.loader.sampler)
+    with tqdm(
+        total=passes * n,
+        desc=f"{name} auto-encoder",
+        unit="patch",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        loader.bar = bar
+        recipe.prepare(loader)
+        loader.bar = None
+
+
+def _train_epoch(
+    recipe: TrainingRecipe, loader: _OnDevice, dev: torch.device, amp: bool
+) -> dict[str, float]:
+    """One pass of ``recipe.step``; mean losses (accumulated on the device: one sync)."""
+    recipe.modules["net"].train()
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for batch in loader:
+        with _autocast(dev, amp):
+            losses = recipe.step(batch)
+        b = int(batch["f_tgt"].shape[0])
+        for k, v in losses.items():
+            v = torch.as_tensor(v, device=dev).detach().float()
+            sums[k] = sums[k] + v * b if k in sums else v * b
+        count += b
+    if not sums:
+        return {}
+    values = torch.stack(list(sums.values())).cpu().tolist()
+    return {k: v / max(count, 1) for k, v in zip(sums, values, strict=True)}
+
+
+def _validate(recipe: TrainingRecipe, loader: _OnDevice, dev: torch.device, amp: bool) -> float:
+    recipe.modules["net"].eval()
+    total = torch.zeros((), device=dev)
+    count = 0
+    with torch.no_grad():
+        for batch in loader:
+            b = int(batch["f_tgt"].shape[0])
+            with _autocast(dev, amp):
+                v = recipe.validation_loss(batch)
+            total = total + torch.as_tensor(v, device=dev).float() * b
+            count += b
+    return float(total) / max(count, 1)
+
+
+def _save_last(
+    path: Path,
+    config: dict,
+    recipe: TrainingRecipe,
+    prog: _Progress,
+    epoch: int,
+    gen: torch.Generator,
+    dev: torch.device,
+) -> None:
+    rng = {"generator": gen.get_state(), "cpu": torch.get_rng_state()}
+    if dev.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(dev)
+    save_checkpoint(
+        path,
+        {
+            "config": json.dumps(config),
+            "history": json.dumps(prog.history),
+            "modules": _state(recipe.modules),
+            "optimizers": {k: o.state_dict() for k, o in recipe.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in recipe.schedulers.items()},
+            "rng": rng,
+            "best": prog.best_state,
+            "epoch": epoch,
+            "best_epoch": prog.best_epoch,
+            "best_loss": prog.best_loss,
+            "bad_epochs": prog.bad_epochs,
+        },
+        overwrite=True,
+    )
+
+
+def _end_epoch(
+    recipe: TrainingRecipe,
+    prog: _Progress,
+    rec: dict[str, Any],
+    config: dict,
+    ckdir: Path | None,
+    name: str,
+) -> None:
+    """History, best weights (and best.pt), patience counter after one epoch."""
+    prog.history.append(rec)
+    if rec["val_loss"] < prog.best_loss:
+        prog.best_loss, prog.best_epoch, prog.bad_epochs = rec["val_loss"], rec["epoch"], 0
+        prog.best_state = _state(recipe.modules)
+        if ckdir is not None:
+            net = recipe.modules["net"]
+            best = FittedModel(
+                name,
+                copy.deepcopy(net).cpu(),
+                {**config, "best_epoch": prog.best_epoch},
+                prog.history,
+            )
+            best.save(ckdir / "best.pt", overwrite=True)
+    else:
+        prog.bad_epochs += 1
+
+
+def _rng_scope(dev: torch.device) -> contextlib.AbstractContextManager:
+    """Isolate the global torch RNG: the caller's state is restored when the fit ends."""
+    devices = (
+        [dev.index if dev.index is not None else torch.cuda.current_device()]
+        if dev.type == "cuda"
+        else []
+    )
+    return torch.random.fork_rng(devices=devices)
+
+
 def fit(
     ds: xr.Dataset,
     model: str,
     *,
     epochs: int | None = None,
     batch_size: int | None = None,
-    patch_size: int = 95,
-    stride: int = 20,
+    patch_size: int = 64,
+    stride: int = 16,
     split: Mapping[str, Any] | Sequence[float] | None = None,
     min_valid: float = 0.5,
     device: str | torch.device = "auto",
@@ -149,6 +553,8 @@ def fit(
     num_workers: int = 0,
     overwrite: bool = False,
     normalisation: str = NORMALISATIONS[0],
+    patches_per_epoch: int | None = PATCHES_PER_EPOCH,
+    amp: bool | None = None,
     **model_options: Any,
 ) -> FittedModel:
     """Train a deep fusion model on the pairs of a cube.
@@ -174,7 +580,8 @@ def fit(
     batch_size : int, optional
         Patches per batch (model default).
     patch_size, stride : int
-        Patch side and stride in fine pixels (95 and 20, the survey's protocol).
+        Patch side and stride in fine pixels (64 and 16, sized for a CPU; the
+        survey's protocol is 95 and 20 with ``patches_per_epoch=None``).
     split : dict or (float, float), optional
         Explicit dates ``{"train": [...], "val": [...], "test": [...]}`` or the
         ``(validation, test)`` shares of the pairs; see
@@ -184,8 +591,9 @@ def fit(
     device : str or torch.device
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``...
     seed : int
-        Seeds weights, shuffling and dropout; on CPU two fits with one seed give
-        identical weights.
+        Seeds weights, shuffling, the patch subsets and dropout; on CPU two fits with
+        one seed give identical weights. The caller's global torch RNG state is left
+        as it was.
     lr : float, optional
         Learning rate (the model's published one by default).
     patience : int, optional
@@ -206,7 +614,7 @@ def fit(
     min_coverage : float
         Coverage for a date to count as a pair.
     max_patches : int, optional
-        Use at most this many training patches (a seeded random subset), for quick runs.
+        Use at most this many training patches (a fixed, seeded random subset).
     num_workers : int
         DataLoader worker processes.
     overwrite : bool
@@ -224,6 +632,14 @@ def fit(
         LST (the behaviour before this option; also what a model config without the
         key means). Stored in ``config["normalisation"]``; on ``resume`` the
         checkpoint's choice is used.
+    patches_per_epoch : int or None
+        Training patches per epoch: a fresh random subset of the training patches
+        each epoch (seeded), :data:`PATCHES_PER_EPOCH` by default, sized for a CPU;
+        the validation loss uses a fixed subset of at most as many validation patches.
+        ``None``: every patch every epoch (the published protocol, for a GPU).
+    amp : bool, optional
+        Train in bfloat16 autocast. Default: on for CUDA devices that support
+        bfloat16, off on CPU (where it is slower).
     **model_options
         Architecture options (passed to the model's ``build``, e.g. ``width``) and
         training options (passed to its recipe, e.g. ``ae_epochs`` for EDCSTFN).
@@ -250,237 +666,83 @@ def fit(
     >>> m.config["normalisation"]
     'date_level'
     """
-    from tqdm.auto import tqdm
-
     spec = get_spec(model)
     dev = resolve_device(device)
     _cube.validate(ds, fine, coarse, min_coverage, require_pairs=0)
-    n_refs = spec.n_refs
-    bands = int(model_options.pop("bands", 1))
-    ckpt: dict[str, Any] | None = None
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        if "optimizers" not in ckpt:
-            raise ValueError(f"{resume} holds a saved model, not a training checkpoint (last.pt)")
-        cfg0 = json.loads(ckpt["config"])
-        if cfg0["model"] != spec.name:
-            raise ValueError(f"{resume} is a checkpoint of {cfg0['model']!r}, not {spec.name!r}")
-        sp = Split.from_dict(cfg0["split"])
-        mean, std = float(cfg0["mean"]), float(cfg0["std"])
-        normalisation = check_normalisation(cfg0.get("normalisation", "global"))
-        patch_size, stride = int(cfg0["patch_size"]), int(cfg0["stride"])
-        min_valid, seed = float(cfg0["min_valid"]), int(cfg0["seed"])
-        build_opts = dict(cfg0["model_options"])
-        recipe_opts = dict(cfg0["train_options"])
-        bands = int(cfg0["bands"])
-        batch_size = int(cfg0["batch_size"]) if batch_size is None else batch_size
-        patience = int(cfg0["patience"]) if patience is None else patience
-        max_patches = cfg0.get("max_patches") if max_patches is None else max_patches
-        fine, coarse = cfg0["fine"], cfg0["coarse"]
-        if fine not in ds or coarse not in ds:
-            raise CubeError(
-                f"the checkpoint was trained on variables {fine!r}/{coarse!r}, which this cube lacks"
-            )
-    else:
-        pairs = _cube.pair_dates(ds, fine, coarse, min_coverage)
-        sp = split_dates(pairs, split, n_refs=n_refs)
-        build_opts, recipe_opts = _split_options(spec, model_options)
-        if lr is not None:
-            recipe_opts["lr"] = float(lr)
-        normalisation = check_normalisation(normalisation)
-    epochs = int(spec.defaults.get("epochs", 30) if epochs is None else epochs)
-    batch_size = int(spec.defaults.get("batch_size", 16) if batch_size is None else batch_size)
-    patience = int(spec.defaults.get("patience", 10) if patience is None else patience)
-    if epochs < 1 or batch_size < 1 or patience < 1:
-        raise ValueError(
-            f"epochs, batch_size and patience must be >= 1; got {epochs}, {batch_size}, {patience}"
-        )
+    opts = dict(
+        epochs=epochs, batch_size=batch_size, patch_size=patch_size, stride=stride, split=split,
+        min_valid=min_valid, seed=seed, lr=lr, patience=patience, fine=fine, coarse=coarse,
+        min_coverage=min_coverage, max_patches=max_patches, normalisation=normalisation,
+        patches_per_epoch=patches_per_epoch, bands=int(model_options.pop("bands", 1)),
+        model_options=model_options,
+    )  # fmt: skip
+    ckpt = None if resume is None else load_checkpoint(resume)
+    plan = _plan_new(ds, spec, opts) if ckpt is None else _plan_resume(ckpt, resume, spec, ds, opts)
+    _apply_defaults(plan, spec)
+    train_ds, val_ds = _datasets(ds, plan, spec.n_refs)
+    ckdir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    _check_checkpoint_dir(ckdir, resume, overwrite)
+    config = _config(spec, plan, ds, min_coverage, (len(train_ds), len(val_ds)))
+    with _rng_scope(dev):
+        return _run(spec, plan, config, train_ds, val_ds, ckpt, ckdir, dev, _resolve_amp(amp, dev),
+                    progress, num_workers)  # fmt: skip
 
-    levels = None
-    if normalisation == "date_level":
-        levels = date_levels(ds, list(sp.train) + list(sp.val), coarse).compute()
-    if ckpt is None:
-        mean, std = _normalisation(ds, sp.train, fine, coarse, levels=levels)
-    train_s = samples(sp.train, sp.train, n_refs)
-    val_s = samples(sp.val, sp.train, n_refs)
-    train_p = select_patches(ds, train_s, patch_size, stride, min_valid, fine, coarse)
-    val_p = select_patches(ds, val_s, patch_size, stride, min_valid, fine, coarse)
-    if not val_s:
-        warnings.warn(
-            f"the split has no validation date ({len(sp.train)} training, {len(sp.test)} test "
-            "pairs): the validation loss (LR schedule, early stopping, best weights) is computed "
-            "on the training patches",
-            UserWarning,
-            stacklevel=2,
-        )
-        val_s, val_p = train_s, train_p
-    for what, p, s in (("training", train_p, train_s), ("validation", val_p, val_s)):
-        if not p:
-            raise CubeError(
-                f"no {what} patch of {patch_size} px has >= {min_valid:.0%} valid target pixels "
-                f"on the {len(s)} {what} date(s) {[str(x.target.date()) for x in s]}: lower "
-                "min_valid or patch_size, or choose clearer dates"
-            )
-    if max_patches is not None and len(train_p) > max_patches:
-        rng = np.random.default_rng(seed)
-        keep = np.sort(rng.choice(len(train_p), int(max_patches), replace=False))
-        same = val_p is train_p
-        train_p = [train_p[i] for i in keep]
-        val_p = train_p if same else val_p
-    lv_map = None
-    if levels is not None:
-        lv_map = dict(zip(levels.indexes["time"], levels.values.tolist(), strict=True))
-    train_ds = PatchDataset(
-        ds, train_s, train_p, patch_size, mean, std, fine, coarse, levels=lv_map
-    )
-    val_ds = PatchDataset(ds, val_s, val_p, patch_size, mean, std, fine, coarse, levels=lv_map)
 
-    torch.manual_seed(seed)
-    net = spec.build(bands=bands, **build_opts).to(dev)
-    recipe = spec.recipe(net, **recipe_opts)
+def _run(
+    spec: ModelSpec,
+    plan: _Plan,
+    config: dict[str, Any],
+    train_ds: PatchDataset,
+    val_ds: PatchDataset,
+    ckpt: dict[str, Any] | None,
+    ckdir: Path | None,
+    dev: torch.device,
+    amp: bool,
+    progress: bool,
+    num_workers: int,
+) -> FittedModel:
+    """Build the network and recipe, then prepare / restore, then the epochs (seeded RNG scope)."""
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(plan.seed)
+    torch.default_generator.manual_seed(plan.seed)  # inside fork_rng: weights, dropout
+    if dev.type == "cuda":
+        torch.cuda.manual_seed(plan.seed)
+    net = spec.build(bands=plan.bands, **plan.build_opts).to(dev)
+    recipe = spec.recipe(net, **plan.recipe_opts)
     if "net" not in recipe.modules:
         raise TypeError(f"the recipe of {spec.name!r} has no 'net' module")
-    schedulers: dict[str, Any] = getattr(recipe, "schedulers", {}) or {}
-
-    config: dict[str, Any] = {
-        "model": spec.name,
-        "bands": bands,
-        "model_options": build_opts,
-        "train_options": recipe_opts,
-        "n_refs": n_refs,
-        "fine": str(fine),
-        "coarse": str(coarse),
-        "resolution_ratio": _cube.resolution_ratio(ds),
-        "normalisation": normalisation,
-        "mean": mean,
-        "std": std,
-        "patch_size": int(patch_size),
-        "stride": int(stride),
-        "min_valid": float(min_valid),
-        "min_coverage": float(min_coverage),
-        "split": sp.to_dict(),
-        "seed": int(seed),
-        "batch_size": batch_size,
-        "patience": patience,
-        "max_patches": None if max_patches is None else int(max_patches),
-        "train_patches": len(train_p),
-        "val_patches": len(val_p),
-        "xstf_version": _version(),
-    }
-    history: list[dict[str, Any]] = []
-    best_loss, best_epoch, bad_epochs, start = float("inf"), -1, 0, 0
-    best_state = _state(recipe.modules)
-    if ckpt is not None:
-        for name, m in recipe.modules.items():
-            m.load_state_dict(ckpt["modules"][name])
-        for name, o in recipe.optimizers.items():
-            o.load_state_dict(ckpt["optimizers"][name])
-        for name, s in schedulers.items():
-            if name in ckpt.get("schedulers", {}):
-                s.load_state_dict(ckpt["schedulers"][name])
-        history = json.loads(ckpt["history"])
-        best_state = ckpt["best"]
-        best_loss, best_epoch = float(ckpt["best_loss"]), int(ckpt["best_epoch"])
-        bad_epochs, start = int(ckpt["bad_epochs"]), int(ckpt["epoch"]) + 1
-        if hasattr(recipe, "_freeze_autoencoder"):
-            recipe._freeze_autoencoder()
-
-    ckdir = None if checkpoint_dir is None else Path(checkpoint_dir)
-    if ckdir is not None:
-        resuming_here = resume is not None and Path(resume).resolve().parent == ckdir.resolve()
-        existing = [p for p in ("last.pt", "best.pt") if (ckdir / p).exists()]
-        if existing and not (overwrite or resuming_here):
-            raise FileExistsError(
-                f"{ckdir} already holds {existing}: pass overwrite=True, another checkpoint_dir, "
-                f"or resume={str(ckdir / 'last.pt')!r}"
-            )
-
+    train_loader = _OnDevice(_train_loader(train_ds, plan, gen, num_workers), dev)
+    val_loader = _OnDevice(_val_loader(val_ds, plan.batch_size, num_workers), dev)
     log.info(
-        "fitting %s on %d training / %d validation pair dates (%d / %d patches of %d px) on %s",
-        spec.name, len(sp.train), len(sp.val), len(train_p), len(val_p), patch_size, dev,
+        "fitting %s on %d training / %d validation pair dates (%d / %d patches of %d px, %s per "
+        "epoch) on %s%s", spec.name, len(plan.split.train), len(plan.split.val), len(train_ds),
+        len(val_ds), plan.patch_size, plan.patches_per_epoch or "all", dev, " (bf16 autocast)" * amp,
     )  # fmt: skip
-    if ckpt is None and hasattr(recipe, "prepare"):
-        torch.manual_seed(seed + 1)
-        recipe.prepare(_OnDevice(_loader(train_ds, batch_size, True, seed + 1, num_workers), dev))  # type: ignore[attr-defined]
-
-    n_batches = -(-len(train_ds) // batch_size)
-    bar = tqdm(
-        total=max(0, epochs - start) * n_batches, desc=spec.name, disable=not progress, leave=False
-    )
-    try:
-        for epoch in range(start, epochs):
-            if bad_epochs >= patience:
+    if ckpt is None:
+        prog = _Progress(best_state=_state(recipe.modules))
+        _pretrain(recipe, train_loader, spec.name, progress)
+    else:
+        prog = _restore(recipe, ckpt, gen, dev)
+    per_epoch = len(train_loader.loader.sampler)
+    total = max(0, plan.epochs - prog.start) * per_epoch
+    with tqdm(total=total, desc=spec.name, unit="patch", disable=not progress, leave=False) as bar:
+        train_loader.bar = bar
+        for epoch in range(prog.start, plan.epochs):
+            if prog.bad_epochs >= plan.patience:
                 break
             t0 = time.perf_counter()
-            torch.manual_seed(seed * 100_003 + epoch + 17)
-            loader = _OnDevice(
-                _loader(train_ds, batch_size, True, seed * 7919 + epoch, num_workers), dev
-            )
-            net.train()
-            sums: dict[str, float] = {}
-            count = 0
-            for batch in loader:
-                losses = recipe.step(batch)
-                b = int(batch["f_tgt"].shape[0])
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * b
-                count += b
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
-            net.eval()
-            vsum, vcount = 0.0, 0
-            with torch.no_grad():
-                for batch in _OnDevice(_loader(val_ds, batch_size, False, 0, num_workers), dev):
-                    b = int(batch["f_tgt"].shape[0])
-                    vsum += float(recipe.validation_loss(batch)) * b
-                    vcount += b
-            val_loss = vsum / max(vcount, 1)
+            rec: dict[str, Any] = {"epoch": epoch, **_train_epoch(recipe, train_loader, dev, amp)}
+            rec["val_loss"] = val_loss = _validate(recipe, val_loader, dev, amp)
             recipe.end_epoch(val_loss)
-            rec = {"epoch": epoch, **{k: v / max(count, 1) for k, v in sums.items()}}
-            rec.update(val_loss=val_loss, lr=_lr(recipe), seconds=time.perf_counter() - t0)
-            history.append(rec)
-            bar.set_postfix(val=f"{val_loss:.4g}", lr=f"{rec['lr']:.2g}", refresh=True)
+            rec.update(lr=_lr(recipe), seconds=time.perf_counter() - t0)
+            _end_epoch(recipe, prog, rec, config, ckdir, spec.name)
+            bar.set_postfix(epoch=epoch, loss=f"{rec.get('loss', float('nan')):.4g}",
+                            val=f"{val_loss:.4g}", lr=f"{rec['lr']:.2g}", refresh=True)  # fmt: skip
             log.info("%s epoch %d: %s", spec.name, epoch, rec)
-            if val_loss < best_loss:
-                best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
-                best_state = _state(recipe.modules)
-                if ckdir is not None:
-                    best_cfg = {**config, "best_epoch": best_epoch}
-                    FittedModel(spec.name, copy.deepcopy(net).cpu(), best_cfg, history).save(
-                        ckdir / "best.pt", overwrite=True
-                    )
-                    net.train(False)
-            else:
-                bad_epochs += 1
             if ckdir is not None:
-                save_checkpoint(
-                    ckdir / "last.pt",
-                    {
-                        "config": json.dumps(config),
-                        "history": json.dumps(history),
-                        "modules": _state(recipe.modules),
-                        "optimizers": {k: o.state_dict() for k, o in recipe.optimizers.items()},
-                        "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-                        "best": best_state,
-                        "epoch": epoch,
-                        "best_epoch": best_epoch,
-                        "best_loss": best_loss,
-                        "bad_epochs": bad_epochs,
-                    },
-                    overwrite=True,
-                )
-    finally:
-        bar.close()
-    net.load_state_dict(best_state["net"])
+                _save_last(ckdir / "last.pt", config, recipe, prog, epoch, gen, dev)
+    net.load_state_dict(prog.best_state["net"])
     net.eval()
-    config["best_epoch"] = best_epoch
-    return FittedModel(spec.name, net, config, history)
-
-
-def _version() -> str:
-    try:
-        from .. import __version__
-
-        return str(__version__)
-    except ImportError:  # pragma: no cover
-        return "unknown"
+    config["best_epoch"] = prog.best_epoch
+    return FittedModel(spec.name, net, config, prog.history)
