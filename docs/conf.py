@@ -9,7 +9,10 @@ import sphinx_autosummary_accessors
 
 import xstf
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+# The notebooks' kernels inherit this environment: with MPLBACKEND set (e.g. to Agg) they
+# would not pick the inline backend and the executed notebooks would show no figure.
+# Sphinx itself needs no backend setting (matplotlib falls back to Agg without a display).
+os.environ.pop("MPLBACKEND", None)
 
 project = "xstf"
 author = "xstf developers"

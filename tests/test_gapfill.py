@@ -89,7 +89,7 @@ def test_temporal_matches_np_interp_without_extrapolation():
     ds = _cube()
     ds["fine"][0, 2, 2] = np.nan  # leading gap: must stay NaN
     with pytest.warns(UserWarning):
-        out = fill_gaps(ds, method="temporal", variables=["fine"])
+        out = fill_gaps(ds, method="temporal", variables=["fine"], fill_empty_dates=True)
     days = (pd.DatetimeIndex(ds.time.values) - pd.Timestamp("2021-01-01")).days.to_numpy(float)
     src = ds.fine.values
     ref = src.copy()
@@ -103,7 +103,11 @@ def test_temporal_matches_np_interp_without_extrapolation():
     np.testing.assert_allclose(out.fine.values, ref, rtol=1e-6, equal_nan=True)
     assert np.isnan(out.fine.values[0, 2, 2])
     lazy = fill_gaps(
-        ds.chunk({"time": 1, "y": 7}), method="temporal", variables=["fine"], warn=False
+        ds.chunk({"time": 1, "y": 7}),
+        method="temporal",
+        variables=["fine"],
+        fill_empty_dates=True,
+        warn=False,
     )
     np.testing.assert_allclose(lazy.fine.values, out.fine.values, equal_nan=True)
 
@@ -112,7 +116,9 @@ def test_temporal_max_gap():
     ds = _cube()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = fill_gaps(ds, method="temporal", variables=["fine"], max_gap="2D")
+        out = fill_gaps(
+            ds, method="temporal", variables=["fine"], max_gap="2D", fill_empty_dates=True
+        )
     # 2021-01-10 sits in a 6-day gap (01-04 .. 01-11 once it is cloud-free) -> never bridged
     assert bool(out.fine.sel(time="2021-01-10").isnull().all())
 
@@ -123,13 +129,60 @@ def test_focal_plus_temporal_fills_the_clouded_date_and_is_lazy():
         scheduler=lambda *a, **k: (_ for _ in ()).throw(AssertionError("computed"))
     ):
         with pytest.warns(UserWarning, match="lazy"):
-            out = fill_gaps(ds, method="focal+temporal", max_window=3)
+            out = fill_gaps(ds, method="focal+temporal", max_window=3, fill_empty_dates=True)
     assert isinstance(out.fine.data, dsa.Array)
     filled = out.compute()
     assert float(filled.fine.isel(time=3).notnull().mean()) > 0.9
     np.testing.assert_array_equal(
         filled.fine_filled.values, ds.fine.isnull().values & filled.fine.notnull().values
     )
+
+
+def test_default_never_invents_an_image_on_a_date_without_overpass():
+    ds = xstf.datasets.synthetic(size=32, days=40, cloud_fraction=0.3)
+    empty = ds.fine.isnull().all(("y", "x")).values
+    assert empty.sum() > 30  # Landsat passes every 16 days: most dates have no fine image
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = fill_gaps(ds, method="focal+temporal", max_window=3)
+        lazy = fill_gaps(ds.chunk({"time": 5, "y": 16}), method="temporal", variables=["fine"])
+    assert bool(out.fine.isel(time=np.flatnonzero(empty)).isnull().all())
+    assert not bool(out.fine_filled.isel(time=np.flatnonzero(empty)).any())
+    overpasses = set(pd.DatetimeIndex(ds.time.values[~empty]))
+    assert set(out.stf.pairs) <= overpasses  # a clouded overpass may become a pair, nothing else
+    n = int(out.fine_filled.sum())
+    assert n > 0 and out.fine_filled.attrs["n_filled"] == n  # the clouded pixels of overpasses
+    assert bool(lazy.fine.isel(time=np.flatnonzero(empty)).isnull().all().compute())
+    # asked for: whole images are interpolated between the overpasses
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        every = fill_gaps(ds, method="temporal", variables=["fine"], fill_empty_dates=True)
+    assert not set(every.stf.pairs) <= overpasses
+
+
+def test_default_max_gap_is_32_days():
+    t = pd.to_datetime(["2021-01-01", "2021-01-21", "2021-02-10", "2021-02-20"])
+    a = np.full((4, 2, 2), 290.0, dtype="float32")
+    a[1, 0, 0] = np.nan  # observations of this pixel 40 days apart: not bridged by default
+    a[3, 1, 1] = np.nan
+    a[2, 1, 1] = np.nan  # 01-21 .. (02-10, 02-20) .. nothing after: never extrapolated
+    a[1, 0, 1] = np.nan
+    a[2, 0, 1] = 300.0  # neighbours 01-01 and 02-10 are 40 days apart too
+    a[0, 1, 0] = 280.0
+    a[2, 1, 0] = np.nan  # 01-21 .. 02-20: 30 days, bridged
+    da = xr.DataArray(a, dims=("time", "y", "x"), coords={"time": t}, attrs={"units": "K"})
+    ds = xr.Dataset({"fine": da})
+    with pytest.warns(UserWarning, match=r"fine: 1 pixel\(s\) filled"):
+        out = fill_gaps(ds, method="temporal", variables=["fine"])
+    assert "max_gap=32D" in out.fine.attrs["gap_filled"]
+    assert np.isnan(out.fine.values[1, 0, 0]) and np.isnan(out.fine.values[1, 0, 1])
+    assert out.fine.values[2, 1, 0] == pytest.approx(290.0)
+    anyway = fill_gaps(ds, method="temporal", variables=["fine"], max_gap=None, warn=False)
+    assert anyway.fine.values[1, 0, 0] == pytest.approx(290.0)
+    assert anyway.fine.values[1, 0, 1] == pytest.approx(295.0)  # halfway from 290 to 300
+    assert np.isnan(anyway.fine.values[3, 1, 1])
+    with pytest.raises(ValueError, match="max_gap"):
+        fill_gaps(ds, method="temporal", variables=["fine"], max_gap="soon")
 
 
 def test_accessor_and_errors():

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import xarray as xr
@@ -18,6 +22,13 @@ from xstf import plot
 @pytest.fixture(scope="module")
 def ds() -> xr.Dataset:
     return xstf.datasets.synthetic(size=64, days=40, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """The figures are pyplot-managed: close them so that tests do not pile them up."""
+    yield
+    plt.close("all")
 
 
 def _png(fig: Figure, tmp_path, name: str) -> None:
@@ -119,6 +130,7 @@ def test_scatter_density_one_to_one_and_fit(ds, tmp_path):
     slope, _ = np.polyfit(f[ok].astype(float), c[ok].astype(float), 1)
     assert f"{slope:.3f}" in labels[1]
     assert f"n = {ok.sum()}" in ax.get_title() and "RMSE" in ax.get_title()
+    assert ax.get_title().splitlines()[0] == f"coarse vs fine, {t.date()}"
     assert _colourbar_labels(fig) == ["pixels (log scale)"]
     assert len(ax.collections) == 1  # the hexbin
 
@@ -168,3 +180,58 @@ def test_accessor_namespace_passes_the_cube(ds):
     assert set(plot.CUBE_FIGURES) <= set(plot.__all__)
     fig = ds.stf.plot.overview(n=2)
     assert isinstance(fig, Figure)
+
+
+def test_scatter_names_the_method_and_gives_cc_per_date(ds):
+    dates = ds.stf.targets[:6]
+    pred = (ds.truth + 0.3).rename("ESTARFM").sel(time=dates)
+    fig = plot.scatter(ds, pred, reference="truth", time=dates)
+    title = fig.axes[0].get_title().splitlines()
+    assert title[0] == "ESTARFM vs truth, 6 dates"
+    assert title[1].startswith("pooled: RMSE 0.30 °C")
+    # CC per date, from plain numpy on each date's valid pixels
+    ccs = []
+    for t in dates:
+        p, r = pred.sel(time=t).values.ravel(), ds.truth.sel(time=t).values.ravel()
+        ok = np.isfinite(p) & np.isfinite(r)
+        ccs.append(np.corrcoef(p[ok], r[ok])[0, 1])
+    assert title[2].startswith(f"CC per date: mean {np.mean(ccs):.2f} (min {min(ccs):.2f}")
+    named = plot.scatter(ds, "coarse", reference="truth", time=dates[0], label="coarse only")
+    assert named.axes[0].get_title().startswith(f"coarse only vs truth, {dates[0].date()}\nRMSE")
+
+
+def test_figures_are_pyplot_managed_so_jupyter_shows_them(ds):
+    t = ds.stf.pairs[0]
+    figs = [
+        plot.overview(ds, n=2),
+        plot.compare(ds, {"c": ds.coarse}, t),
+        plot.scores(xstf.metrics(ds.coarse, ds.truth), "rmse"),
+        plot.scatter(ds, "coarse", time=t),
+        plot.timeseries(ds),
+    ]
+    assert all(plt.fignum_exists(f.number) for f in figs)  # inline backend flushes these
+    plt.close(figs[0])
+    assert not plt.fignum_exists(figs[0].number)
+
+
+def test_a_figure_displays_in_an_executed_notebook(tmp_path):
+    """Executed like the docs' notebooks (Jupyter kernel, inline backend): one PNG output."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    code = (
+        "import xstf\n"
+        "ds = xstf.datasets.synthetic(size=32, days=20, seed=0)\n"
+        "fig = ds.stf.plot.overview(n=2)"  # assigned, not the cell's value
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    # as in the docs build: the kernel picks its inline backend (an inherited
+    # MPLBACKEND=Agg would hide every figure, see docs/conf.py)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    root = str(Path(xstf.__file__).resolve().parents[1])  # this xstf, not another install
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute(
+        cwd=str(tmp_path), env=env
+    )
+    outputs = nb.cells[0].outputs
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1, outputs

@@ -19,13 +19,13 @@ from numba import njit
 
 from .errors import CubeError
 
-__all__ = ["fill_gaps", "focal_fill"]
+__all__ = ["DEFAULT_MAX_GAP", "fill_gaps", "focal_fill"]
 
 Method = Literal["focal", "temporal", "focal+temporal"]
 
 
 @njit(nogil=True, cache=True)
-def _focal_fill_2d(a, max_half, min_valid, out, filled):  # pragma: no cover - numba
+def _focal_fill_2d(a, max_half, min_valid, out):  # pragma: no cover - numba
     ny, nx = a.shape
     for i in range(ny):
         for j in range(nx):
@@ -45,7 +45,6 @@ def _focal_fill_2d(a, max_half, min_valid, out, filled):  # pragma: no cover - n
                             n += 1
                 if n >= min_valid:
                     out[i, j] = s / n
-                    filled[i, j] = True
                     break
 
 
@@ -54,9 +53,8 @@ def _focal_block(block: np.ndarray, max_half: int, min_valid: int) -> np.ndarray
     arr = np.ascontiguousarray(block, dtype=np.float64)
     planes = arr.reshape(-1, *arr.shape[-2:])
     out = np.empty_like(planes)
-    filled = np.zeros(planes.shape, dtype=np.bool_)
     for k in range(planes.shape[0]):
-        _focal_fill_2d(planes[k], max_half, min_valid, out[k], filled[k])
+        _focal_fill_2d(planes[k], max_half, min_valid, out[k])
     return out.reshape(arr.shape).astype(block.dtype, copy=False)
 
 
@@ -164,6 +162,10 @@ def _temporal(da: xr.DataArray, max_gap: Any) -> xr.DataArray:
     return out
 
 
+#: Default longest time gap (days) that temporal interpolation bridges: two Landsat revisits.
+DEFAULT_MAX_GAP = "32D"
+
+
 def fill_gaps(
     ds: xr.Dataset,
     method: Method = "focal",
@@ -171,7 +173,8 @@ def fill_gaps(
     *,
     max_window: int = 15,
     min_valid: int = 1,
-    max_gap: Any = None,
+    max_gap: Any = DEFAULT_MAX_GAP,
+    fill_empty_dates: bool = False,
     suffix: str = "_filled",
     warn: bool = True,
 ) -> xr.Dataset:
@@ -186,6 +189,12 @@ def fill_gaps(
     - ``"focal+temporal"``: focal first (small holes, same date), then temporal for what
       is left (dates clouded over more than ``max_window``).
 
+    By default no image is invented: a date on which a variable has no valid pixel at
+    all (no overpass, or clouded over) stays empty (``fill_empty_dates=False``), and
+    temporal interpolation only bridges observations at most ``max_gap`` (32 days) apart.
+    Filling the cube's Landsat variable on every day would turn target dates into fake
+    pairs.
+
     Parameters
     ----------
     ds : xarray.Dataset
@@ -199,7 +208,11 @@ def fill_gaps(
     min_valid : int
         Valid pixels a focal window needs.
     max_gap : str, timedelta or None
-        Longest time gap that temporal interpolation bridges (e.g. ``"32D"``); ``None``: any.
+        Longest time gap between two observations of a pixel that temporal interpolation
+        bridges (default ``"32D"``: two Landsat revisits); ``None``: any gap.
+    fill_empty_dates : bool
+        Also fill dates on which the variable has no valid pixel (temporal methods only:
+        this invents whole images). Default False.
     suffix : str
         Suffix of the mask variables.
     warn : bool
@@ -209,7 +222,8 @@ def fill_gaps(
     -------
     xarray.Dataset
         A copy with the variables filled, ``<var><suffix>`` boolean masks added, and attrs
-        ``gap_filled`` on each filled variable. Lazy for dask input.
+        ``gap_filled`` on each filled variable (and ``n_filled``, the number of filled
+        pixels, on each mask for in-memory data). Lazy for dask input.
 
     Raises
     ------
@@ -225,9 +239,20 @@ def fill_gaps(
     ...     out = xstf.fill_gaps(ds, method="focal", variables=["fine"])
     >>> bool(out.fine_filled.any()), bool((out.fine_filled & ds.fine.notnull()).any())
     (True, False)
+    >>> out.fine_filled.attrs["n_filled"] == int(out.fine_filled.sum())
+    True
     """
     if method not in ("focal", "temporal", "focal+temporal"):
         raise ValueError(f"method must be 'focal', 'temporal' or 'focal+temporal', got {method!r}")
+    if max_gap is not None:
+        try:
+            gap = pd.Timedelta(max_gap)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"max_gap must be a time span such as '32D' or None, got {max_gap!r}"
+            ) from err
+        if gap <= pd.Timedelta(0):
+            raise ValueError(f"max_gap must be positive, got {max_gap!r}")
     out = ds.copy()
     report = []
     for name in variables:
@@ -250,17 +275,23 @@ def fill_gaps(
         if method in ("temporal", "focal+temporal"):
             res = _temporal(res, max_gap)
             steps.append(f"temporal linear interpolation, max_gap={max_gap}")
+            if not fill_empty_dates:
+                # a date with no valid pixel (no overpass) stays empty: lazy for dask input
+                observed = da.notnull().any(("y", "x"))
+                res = res.where(observed)
+                steps.append("dates with no valid pixel left empty")
         mask = (da.isnull() & res.notnull()).rename(f"{name}{suffix}")
         mask.attrs = {"long_name": f"{name} value filled by fill_gaps ({method})", "units": "1"}
         res.attrs = {**da.attrs, "gap_filled": "; ".join(steps), "gap_mask": f"{name}{suffix}"}
         res.encoding = dict(da.encoding)
-        out[name] = res
-        out[f"{name}{suffix}"] = mask
         if mask.chunks is None:
             n = int(mask.sum())
+            mask.attrs["n_filled"] = n
             report.append(f"{name}: {n} pixel(s) filled ({n / max(mask.size, 1):.2%})")
         else:
             report.append(f"{name}: count with int(ds['{name}{suffix}'].sum()) (lazy)")
+        out[name] = res
+        out[f"{name}{suffix}"] = mask
     hist = f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%dT%H:%M:%SZ} xstf.fill_gaps(method={method!r})"
     out.attrs = {**ds.attrs, "history": "\n".join(filter(None, [ds.attrs.get("history"), hist]))}
     if warn:

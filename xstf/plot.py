@@ -1,9 +1,12 @@
 """Figures of an LST cube, of fused maps and of their scores (matplotlib).
 
-Every function returns a :class:`matplotlib.figure.Figure` built without ``pyplot``
-(no global state, safe with the Agg backend, in threads and on dask workers); in a
-notebook it displays when it is the cell's value, and ``fig.savefig("x.png")`` writes it.
-Temperatures are shown in ``units`` (°C by default), converted from the cube's K.
+Every function returns a :class:`matplotlib.figure.Figure` created with
+:func:`matplotlib.pyplot.figure` (matplotlib's recommended way): pyplot manages it, so
+in Jupyter it is displayed at the end of the cell (as with any pyplot figure, also when
+assigned, ``fig = ...``), and in a GUI session ``plt.show()`` shows it. In scripts,
+``fig.savefig("x.png")`` writes it and ``plt.close(fig)`` frees it (pyplot keeps every
+open figure). Temperatures are shown in ``units`` (°C by default), converted from the
+cube's K.
 
 The cube figures (:data:`CUBE_FIGURES`) take the cube first and are also reachable as
 ``ds.stf.plot.<name>(...)``; :func:`scores` takes the Dataset of :func:`xstf.metrics`.
@@ -138,12 +141,42 @@ def _show(ax: Axes, da: xr.DataArray, **kw: Any):
     return im
 
 
+def _label(obj: Hashable | xr.DataArray, default: str) -> str:
+    if isinstance(obj, xr.DataArray):
+        return str(obj.name) if obj.name is not None else default
+    return str(obj)
+
+
+def _cc(p: np.ndarray, r: np.ndarray) -> float:
+    """Pearson correlation of two 1-D arrays (NaN when one is constant or too short)."""
+    if p.size < 2 or np.ptp(p) == 0 or np.ptp(r) == 0:
+        return float("nan")
+    return float(np.corrcoef(p, r)[0, 1])
+
+
+def _per_date_cc(pred: xr.DataArray, ref: xr.DataArray) -> np.ndarray | None:
+    """CC of each date over the pixels valid in both; None for a single date."""
+    if "time" not in pred.dims or pred.sizes["time"] < 2:
+        return None
+    order = ["time", *(d for d in pred.dims if d != "time")]
+    pv = np.asarray(pred.transpose(*order).values, dtype=float).reshape(pred.sizes["time"], -1)
+    rv = np.asarray(ref.transpose(*order).values, dtype=float).reshape(pred.sizes["time"], -1)
+    out = np.full(pv.shape[0], np.nan)
+    for k in range(pv.shape[0]):
+        ok = np.isfinite(pv[k]) & np.isfinite(rv[k])
+        out[k] = _cc(pv[k][ok], rv[k][ok])
+    return out
+
+
 def _fmt(v: float) -> str:
     return "n/a" if not np.isfinite(v) else f"{v:.2f}"
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:
-    return Figure(figsize=figsize, layout="constrained")
+    """A pyplot-managed figure: displayed by Jupyter's inline backend and by ``plt.show()``."""
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=figsize, layout="constrained")
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -371,14 +404,19 @@ def scatter(
     reference: Hashable | xr.DataArray = "fine",
     units: str = "degC",
     gridsize: int = 60,
+    label: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """Density scatter of prediction against reference, with the 1:1 line and the fitted line.
 
     A hexbin of the pixels valid in both (log-scaled counts, with a colourbar); the
     least-squares line ``prediction = slope · reference + intercept`` and the 1:1 line,
-    slope and intercept in the legend; RMSE, bias, CC and the number of pixels in the
-    title.
+    slope and intercept in the legend. The title names the prediction (the method), the
+    reference and the date, then RMSE, bias, CC and the number of pixels. When several
+    dates are pooled, RMSE, bias and the fit are over all their pixels (labelled
+    *pooled*), and CC is given per date (the mean and range of each date's CC, as in
+    :func:`xstf.metrics`) next to the pooled CC — pooling dates of different
+    temperatures inflates CC.
 
     Parameters
     ----------
@@ -394,6 +432,9 @@ def scatter(
         Units shown.
     gridsize : int
         Hexagons across the x axis.
+    label : str, optional
+        Name of the prediction in the title (default: the variable's or the array's
+        name, e.g. the method).
     ax : matplotlib.axes.Axes, optional
         Draw there (its figure is returned); a new figure otherwise.
 
@@ -408,6 +449,8 @@ def scatter(
     >>> fig = xstf.plot.scatter(ds, "coarse", reference="truth")
     >>> "1:1" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     True
+    >>> fig.axes[0].get_title().splitlines()[0]
+    'coarse vs truth, 40 dates'
     """
     pred = _in_units(_var(ds, prediction, "prediction"), units)
     ref = _in_units(_var(ds, reference, "reference"), units)
@@ -415,6 +458,10 @@ def scatter(
         sel = [time] if np.ndim(time) == 0 else list(time)
         pred, ref = _at(pred, pd.DatetimeIndex(sel)), _at(ref, pd.DatetimeIndex(sel))
     pred, ref = xr.align(pred, ref, join="inner")
+    pred, ref = pred.compute(), ref.compute()
+    name = label if label is not None else _label(prediction, "prediction")
+    ref_name = _label(reference, "reference")
+    per_date = _per_date_cc(pred, ref)
     p, r = np.asarray(pred.values, dtype=float).ravel(), np.asarray(ref.values, dtype=float).ravel()
     ok = np.isfinite(p) & np.isfinite(r)
     if ok.sum() < 2:
@@ -445,12 +492,23 @@ def scatter(
     ax.set_ylabel(f"prediction LST ({u})")
     ax.set_aspect("equal", adjustable="datalim")
     d = p - r
-    cc = np.corrcoef(p, r)[0, 1] if np.ptp(p) > 0 and np.ptp(r) > 0 else np.nan
-    ax.set_title(
-        f"RMSE {_fmt(np.sqrt(np.mean(d * d)))} {u}, bias {_fmt(np.mean(d))} {u}, "
-        f"CC {_fmt(cc)}, n = {p.size}",
-        fontsize="medium",
-    )
+    cc = _cc(p, r)
+    rmse, bias = _fmt(np.sqrt(np.mean(d * d))), _fmt(np.mean(d))
+    if per_date is None:  # one date
+        has_time = "time" in pred.coords and pred["time"].size == 1
+        when = str(pd.Timestamp(pred["time"].values.ravel()[0]).date()) if has_time else ""
+        title = [f"{name} vs {ref_name}" + (f", {when}" if when else "")]
+        title.append(f"RMSE {rmse} {u}, bias {bias} {u}, CC {_fmt(cc)}, n = {p.size}")
+    else:
+        title = [f"{name} vs {ref_name}, {pred.sizes['time']} dates"]
+        title.append(f"pooled: RMSE {rmse} {u}, bias {bias} {u}, CC {_fmt(cc)}, n = {p.size}")
+        finite = per_date[np.isfinite(per_date)]
+        if finite.size:
+            title.append(
+                f"CC per date: mean {_fmt(finite.mean())} "
+                f"(min {_fmt(finite.min())}, max {_fmt(finite.max())}; {finite.size} dates)"
+            )
+    ax.set_title("\n".join(title), fontsize="medium")
     ax.legend(loc="upper left", fontsize="small")
     fig.colorbar(hb, ax=ax, label="pixels (log scale)")
     return fig
