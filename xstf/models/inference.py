@@ -254,6 +254,8 @@ def predict(
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
     rule: str = "bracket",
     fit_options: dict[str, Any] | None = None,
+    anchor: str | None = None,
+    gain: float = 1.0,
 ) -> xr.DataArray:
     """Predict fine LST on target dates with a deep fusion model.
 
@@ -296,6 +298,11 @@ def predict(
         Reference-pair rule (:func:`xstf.cube.reference_pairs`).
     fit_options : dict, optional
         Options for :func:`xstf.models.fit` when ``model`` is a name.
+    anchor : {None, "coarse"}
+        ``"coarse"``: take the prediction's level at the MODIS scale from the target's
+        own coarse image and keep the network's sub-km detail (:func:`xstf.anchor.anchor`).
+    gain : float
+        With ``anchor="coarse"``, the gain in ``[0, 1]`` on that detail (0 = coarse only).
 
     Returns
     -------
@@ -449,4 +456,6 @@ def predict(
         "parameters": json.dumps(params, sort_keys=True, default=str),
         "reference": spec.reference,
     }
-    return out
+    from ..anchor import anchor_result
+
+    return anchor_result(ds, out, anchor, gain, coarse)
