@@ -44,6 +44,8 @@ _LAZY = {
     "experiment": ("xstf.experiment", None),
     "export": ("xstf.export", None),
     "gapfill": ("xstf.gapfill", None),
+    "anchor": ("xstf.anchor", None),
+    "fuse": ("xstf.fuse", None),
 }
 
 __all__ = [

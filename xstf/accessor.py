@@ -188,3 +188,15 @@ class STFAccessor:
         from .models.inference import predict
 
         return predict(self._ds, model, **kwargs)
+
+    def anchor(self, prediction: xr.DataArray, gain: float = 1.0, **kwargs: Any) -> xr.DataArray:
+        """Anchor a prediction's MODIS-scale level to this cube's coarse image. See :func:`xstf.anchor.anchor`."""
+        from .anchor import anchor
+
+        return anchor(prediction, self._ds, gain=gain, **kwargs)
+
+    def fuse(self, targets: Any = None, **kwargs: Any) -> xr.DataArray:
+        """Fuse with the method and gain chosen by leave-one-pair-out validation. See :func:`xstf.fuse.fuse`."""
+        from .fuse import fuse
+
+        return fuse(self._ds, targets, **kwargs)

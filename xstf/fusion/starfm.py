@@ -58,6 +58,8 @@ def starfm(
     epsilon: float = 0.01,
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
     rule: Literal["bracket", "nearest"] = "bracket",
+    anchor: Literal["coarse"] | None = None,
+    gain: float = 1.0,
 ) -> xr.DataArray:
     """Fuse fine and coarse LST with STARFM on the target dates.
 
@@ -99,6 +101,11 @@ def starfm(
         Share of valid pixels for a date to count as observed.
     rule : {"bracket", "nearest"}
         Reference-pair rule, see :func:`xstf.cube.reference_pairs`.
+    anchor : {None, "coarse"}
+        ``"coarse"``: take the prediction's level at the MODIS scale from the target's
+        own coarse image and keep the sub-km detail (:func:`xstf.anchor.anchor`).
+    gain : float
+        With ``anchor="coarse"``, the gain in ``[0, 1]`` on that detail (0 = coarse only).
 
     Returns
     -------
@@ -185,4 +192,7 @@ def starfm(
         "fine": str(fine),
         "coarse": str(coarse),
     }
-    return wrap_result(ds, coarse, targets_idx, results, used, "STARFM", params)
+    from ..anchor import anchor_result
+
+    out = wrap_result(ds, coarse, targets_idx, results, used, "STARFM", params)
+    return anchor_result(ds, out, anchor, gain, coarse)

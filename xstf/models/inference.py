@@ -333,6 +333,8 @@ def predict(
     coarse: Hashable | None = None,
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
     rule: str = "bracket",
+    anchor: str | None = None,
+    gain: float = 1.0,
 ) -> xr.DataArray:
     """Predict fine LST on target dates with a deep fusion model.
 
@@ -373,6 +375,11 @@ def predict(
         Coverage for a date to count as a pair (references).
     rule : {"bracket", "nearest"}
         Reference-pair rule (:func:`xstf.cube.reference_pairs`).
+    anchor : {None, "coarse"}
+        ``"coarse"``: take the prediction's level at the MODIS scale from the target's
+        own coarse image and keep the network's sub-km detail (:func:`xstf.anchor.anchor`).
+    gain : float
+        With ``anchor="coarse"``, the gain in ``[0, 1]`` on that detail (0 = coarse only).
 
     Returns
     -------
@@ -510,7 +517,10 @@ def predict(
         "min_coverage": float(min_coverage),
         "split": cfg.get("split"),
     }
-    return _wrap_output(data, ds[coarse].sel(time=tg), refs, spec.name, spec.reference, params)
+    out = _wrap_output(data, ds[coarse].sel(time=tg), refs, spec.name, spec.reference, params)
+    from ..anchor import anchor_result
+
+    return anchor_result(ds, out, anchor, gain, coarse)
 
 
 def _wrap_output(
