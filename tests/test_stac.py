@@ -21,14 +21,15 @@ pytest.importorskip("odc.stac")
 
 import xstf  # noqa: E402
 from xstf.io import open_landsat, open_modis  # noqa: E402
-from xstf.io.stac import (  # noqa: E402
+from xstf.io.stac import load_stac  # noqa: E402
+from xstf.io.stac_catalog import (  # noqa: E402
     LANDSAT_LWIR11,
     LANDSAT_QA_PIXEL,
     MODIS_LST,
     MODIS_QC,
     QA_CLEAR,
+    _write_cog,
     example_catalog,
-    load_stac,
     stac_item,
 )
 
@@ -178,8 +179,6 @@ def test_scale_and_offset_follow_raster_bands(tmp_path):
     """A catalog whose raster:bands say another scaling is decoded with it."""
     from odc.geo.geobox import GeoBox
 
-    from xstf.io.stac import _write_cog
-
     g = GeoBox.from_bbox(
         (400000, 5300000, 400090, 5300090), "EPSG:32631", resolution=30, tight=True
     )
@@ -274,7 +273,6 @@ def _orleans_catalog(root: Path) -> tuple[list, list]:
     from odc.geo.geobox import GeoBox
 
     from xstf.io.decode import MODIS_SINUSOIDAL
-    from xstf.io.stac import _write_cog
 
     landsat, modis = [], []
     for f in sorted((ORLEANS / "landsat8").glob("*.tif")):
