@@ -287,9 +287,10 @@ def _scan(ds: xr.Dataset, fine: Hashable, coarse: Hashable, progress: bool | Non
             np.isinf(da).sum(("y", "x")).data,
             _strided(da).data,
         ]
-    if key is None:
+    lazy = f_da.chunks is not None or c_da.chunks is not None
+    if not lazy:
         done = [np.asarray(p) for p in pieces]
-    else:
+    else:  # one compute for everything (mixed numpy/dask too); cached when both are dask
         import dask
 
         if _show_progress(progress):
