@@ -749,7 +749,8 @@ def from_arrays(
     """Assemble a cube from a fine and a coarse DataArray that are already on one grid.
 
     Unlike ``xr.Dataset({...})``, which silently aligns different coordinates by
-    padding with NaN, this refuses arrays whose ``y``/``x`` coordinates differ.
+    padding with NaN, this refuses arrays whose ``y``/``x`` coordinates differ by more
+    than 1e-3 of a pixel (smaller differences, rounding, take the fine array's).
     Dates are aligned by union (NaN where a sensor has nothing). Use
     :func:`xstf.build_cube` to regrid MODIS onto the Landsat grid first.
 
@@ -770,7 +771,8 @@ def from_arrays(
     Raises
     ------
     CubeError
-        If the grids differ.
+        If the grids differ: another size, or ``y``/``x`` more than
+        :data:`GRID_TOLERANCE` (1e-3) of a pixel apart.
 
     Examples
     --------
