@@ -231,7 +231,8 @@ def clear_cache() -> None:
 
     The cache is keyed on the dask graph tokens of ``fine`` and ``coarse``, which change
     whenever the data or the computation change; clear it only if the files behind an
-    unchanged graph were rewritten in place.
+    unchanged graph were rewritten in place, or a numpy array wrapped by
+    ``dask.array.from_array`` was modified in place.
 
     Examples
     --------
