@@ -7,6 +7,7 @@ Run from the repository root::
     python benchmarks/bench_export.py                      # 48 dates of 2048 x 2048 (805 MB)
     python benchmarks/bench_export.py --days 96 --size 4096
     python benchmarks/bench_export.py --estarfm --size 256 --days 48   # a real ESTARFM result
+    python benchmarks/bench_export.py --size 1024 --overwrite   # + a safe overwrite (swap)
 
 The default cube is a "fused" stand-in computed chunk by chunk (a smooth seasonal field
 plus noise, float32 K with NaN holes), so the numbers measure the writer, not a fusion
@@ -74,6 +75,7 @@ def main() -> None:
         "--estarfm", action="store_true", help="write an ESTARFM result of the synthetic cube"
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--overwrite", action="store_true", help="also time a safe overwrite")
     args = p.parse_args()
 
     if args.estarfm:
@@ -103,6 +105,13 @@ def main() -> None:
     print(f"traced peak    : {peak / 2**20:,.0f} MiB ({peak / nbytes:.1%} of the cube)")
     print(f"peak RSS growth: {max(rss1 - rss0, 0):,.0f} MiB (peak RSS {rss1:,.0f} MiB)")
     print(f"wall time      : {wall:.1f} s ({nbytes / 2**20 / wall:,.0f} MiB/s)")
+    if args.overwrite:  # written to a temporary sibling, marked complete, swapped in
+        t0 = time.perf_counter()
+        with dask.config.set(scheduler="threads", num_workers=args.threads):
+            xstf.to_zarr(fused, store, overwrite=True)
+        again = time.perf_counter() - t0
+        assert xstf.export.open_zarr(store).sizes == fused.sizes
+        print(f"overwrite      : {again:.1f} s ({again / wall:.2f} x the first write)")
     shutil.rmtree(store.parent)
 
 

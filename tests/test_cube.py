@@ -364,3 +364,19 @@ def test_progress_bar_on_request_only(monkeypatch, capsys):
     xstf.cube.clear_cache()
     xstf.cube.pair_dates(ds, progress=True)
     assert "100%" in capsys.readouterr().err
+
+
+def test_building_a_lazy_fusion_graph_computes_one_coverage_pass():
+    from dask.callbacks import Callback
+
+    computes = []
+
+    class Count(Callback):
+        def _start(self, dsk):
+            computes.append(len(dsk))
+
+    ds = xstf.datasets.synthetic(size=64, days=40, seed=2, cloud_fraction=0.0, chunks={"time": 8})
+    with Count():
+        fused = ds.stf.estarfm(half_window=5)  # validate + pairs + targets: one shared pass
+    assert len(computes) == 1
+    assert fused.chunks is not None

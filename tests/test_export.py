@@ -383,3 +383,25 @@ def test_uncomputed_append_is_an_interrupted_append(tmp_path, cube):
 def test_top_level_writers(tmp_path, cube):
     assert xstf.to_netcdf is to_netcdf and xstf.to_geotiff is to_geotiff
     assert xstf.open_zarr is open_zarr
+
+
+def test_failed_append_and_failed_write_leave_the_store_as_it_was(tmp_path, cube, monkeypatch):
+    store = tmp_path / "f.zarr"
+    to_zarr(cube.isel(time=slice(0, 4)), store)
+    real = xr.Dataset.to_zarr
+
+    def broken(self, *args, **kwargs):
+        real(self, *args, **{**kwargs, "compute": False})  # metadata written, no chunks
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        to_zarr(cube.isel(time=slice(4, 6)), store, append_dim="time")
+    with pytest.raises(RuntimeError, match="disk full"):
+        to_zarr(cube, store, overwrite=True)
+    with pytest.raises(RuntimeError, match="disk full"):
+        to_zarr(cube, tmp_path / "new.zarr")
+    monkeypatch.undo()
+    _same(cube.isel(time=slice(0, 4)), open_zarr(store))  # complete, the 4 dates
+    assert not (tmp_path / "new.zarr").exists()
+    assert not list(tmp_path.glob(".f.zarr.xstf-*"))

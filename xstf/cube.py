@@ -231,7 +231,8 @@ def clear_cache() -> None:
 
     The cache is keyed on the dask graph tokens of ``fine`` and ``coarse``, which change
     whenever the data or the computation change; clear it only if the files behind an
-    unchanged graph were rewritten in place.
+    unchanged graph were rewritten in place, or a numpy array wrapped by
+    ``dask.array.from_array`` was modified in place.
 
     Examples
     --------
@@ -287,9 +288,10 @@ def _scan(ds: xr.Dataset, fine: Hashable, coarse: Hashable, progress: bool | Non
             np.isinf(da).sum(("y", "x")).data,
             _strided(da).data,
         ]
-    if key is None:
+    lazy = f_da.chunks is not None or c_da.chunks is not None
+    if not lazy:
         done = [np.asarray(p) for p in pieces]
-    else:
+    else:  # one compute for everything (mixed numpy/dask too); cached when both are dask
         import dask
 
         if _show_progress(progress):
@@ -748,7 +750,8 @@ def from_arrays(
     """Assemble a cube from a fine and a coarse DataArray that are already on one grid.
 
     Unlike ``xr.Dataset({...})``, which silently aligns different coordinates by
-    padding with NaN, this refuses arrays whose ``y``/``x`` coordinates differ.
+    padding with NaN, this refuses arrays whose ``y``/``x`` coordinates differ by more
+    than 1e-3 of a pixel (smaller differences, rounding, take the fine array's).
     Dates are aligned by union (NaN where a sensor has nothing). Use
     :func:`xstf.build_cube` to regrid MODIS onto the Landsat grid first.
 
@@ -769,7 +772,8 @@ def from_arrays(
     Raises
     ------
     CubeError
-        If the grids differ.
+        If the grids differ: another size, or ``y``/``x`` more than
+        :data:`GRID_TOLERANCE` (1e-3) of a pixel apart.
 
     Examples
     --------

@@ -519,9 +519,16 @@ def to_zarr(
     if mode == "a":
         # the state goes first, so that a kill during the append is detectable
         _set_status(store, "appending", **{APPEND_FROM_ATTR: ds.attrs[APPEND_FROM_ATTR]})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
-        result = ds.to_zarr(target, mode=mode, append_dim=append_dim, compute=compute, **kwargs)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+            result = ds.to_zarr(target, mode=mode, append_dim=append_dim, compute=compute, **kwargs)
+    except Exception:  # an error (not a kill): undo, so that the store is as it was
+        if mode == "a":
+            repair_zarr(store)  # back to the dates complete before the append
+        elif isinstance(target, (str, os.PathLike)) and (swap or not exists):
+            shutil.rmtree(target, ignore_errors=True)  # ours: a new store or the sibling
+        raise
     if compute:
         _finish(target, store if swap else None)
         return Path(store) if isinstance(store, (str, os.PathLike)) else store
