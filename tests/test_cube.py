@@ -262,7 +262,7 @@ def test_import_xstf_does_not_import_torch_or_numba():
     code = (
         "import sys, xstf; ds = xstf.datasets.synthetic(size=16, days=3, cloud_fraction=0.0); "
         "ds.stf.validate(); "
-        "xstf.models.available(); print('torch' in sys.modules, 'numba' in sys.modules)"
+        "xstf.models.names(); print('torch' in sys.modules, 'numba' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
