@@ -429,12 +429,12 @@ def _scores_tiled(
         L0 = None if data_range is None else _lead_values(data_range, inputs[2], lead_dims, dim)
         values = _scores_numpy([a.values for a in inputs], L0, n_regions, ratio, tile)
         return xr.DataArray(values, dims=dims, coords=coords)
-    first = next(a for a in inputs if a.chunks is not None)
+    first = next(a.chunks for a in inputs if a.chunks is not None)
     # spatial tiles from the input's chunks; along the other dims (dates, methods) the
     # first dask input's chunks, given to every input
-    cy = _tiles(shape[-2], first.chunks[-2], tile)
-    cx = _tiles(shape[-1], first.chunks[-1], tile)
-    chunks = (*first.chunks[:nlead], cy, cx)
+    cy = _tiles(shape[-2], first[-2], tile)
+    cx = _tiles(shape[-1], first[-1], tile)
+    chunks = (*first[:nlead], cy, cx)
     arrays = [
         (a.data if isinstance(a.data, dsa.Array) else dsa.from_array(a.data)).rechunk(chunks)
         for a in inputs
@@ -930,7 +930,7 @@ def metrics(
     # DataFrame.round() warns about: the scores keep numbers, labels and flags only
     dated = {c for c in out.coords if c not in out.dims and out[c].dtype.kind in "mM"}
     out = out.drop_vars(sorted(grid_mapping | dated, key=str))
-    order = [d for d in ("method",) if d in out.dims]
+    order: list[Hashable] = [d for d in ("method",) if d in out.dims]
     order += [d for d in scores.dims if d not in ("method", "region", "score")]
     order += [d for d in ("region",) if d in out.dims]
     out = out.transpose(*order)
@@ -994,7 +994,7 @@ def common_mask(
     if isinstance(prediction, xr.DataArray):
         ok = prediction.notnull()
         if method_dim in ok.dims:
-            ok = ok.all(method_dim)
+            ok = ok.all([method_dim])
     elif isinstance(prediction, xr.Dataset | Mapping):
         arrays = [prediction[k] for k in prediction]
         if not arrays:
