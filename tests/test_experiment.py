@@ -232,6 +232,7 @@ def test_method_warnings_reach_the_caller_and_the_report(cube, tmp_path):
 
     def warn_in_a_dask_thread(block):
         warnings.warn("the split has no validation date (test)", UserWarning, stacklevel=1)
+        warnings.warn("a library deprecation", DeprecationWarning, stacklevel=1)
         return block
 
     def noisy(train_cube, targets, *, fine, coarse):
@@ -245,6 +246,7 @@ def test_method_warnings_reach_the_caller_and_the_report(cube, tmp_path):
     finally:
         experiment.METHODS.pop("noisy")
     assert res.info["warnings"]["noisy"][0].startswith("the split has no validation date")
+    assert not any("deprecation" in w for w in res.info["warnings"]["noisy"])  # not xstf's
     report = experiment.write_report(res, tmp_path / "r", cube).read_text()
     assert "`noisy`: the split has no validation date" in report
     assert "Run from Python" in report

@@ -447,3 +447,56 @@ def test_score_table_rounds_without_datetime_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         m.to_dataframe().round(3)
+
+
+# -- by spatial tile with a halo (bounded memory) -------------------------------------------------
+@pytest.mark.parametrize("tiling", ["dask", "numpy"])
+def test_tiles_with_a_halo_equal_the_whole_image_scores(tiling, monkeypatch):
+    """Scores by 32 px tiles equal today's whole-date kernel and scikit-image."""
+    from xstf import scoring
+
+    rng = np.random.default_rng(12)
+    ny, nx = 75, 90  # tiles of 32 px: three rows and three columns, uneven last ones
+    ref = 290 + 5 * ndimage.gaussian_filter(rng.standard_normal((2, ny, nx)), (0, 4, 4)) * 6
+    pred = ref + 0.4 + rng.normal(0, 1.0, ref.shape)
+    base = ref - 1.0 + rng.normal(0, 1.5, ref.shape)
+    gappy = pred.copy()
+    gappy[0, 20:45, 28:70] = np.nan  # a cloud across tile borders
+    gappy[1][rng.random((ny, nx)) < 0.1] = np.nan
+    labels = rng.integers(0, 3, (ny, nx))
+    t = pd.date_range("2021-06-01", periods=2, name="time")
+
+    def da(v):
+        return xr.DataArray(
+            v, dims=("time", "y", "x"), coords={"time": t, "y": np.arange(ny) * -30.0,
+            "x": np.arange(nx) * 30.0}, attrs={"units": "K"},
+        )  # fmt: skip
+
+    inputs = [da(gappy), da(ref), da(base)]
+    if tiling == "dask":
+        inputs = [a.chunk({"time": 1, "y": 32, "x": 32}) for a in inputs]
+    else:
+        monkeypatch.setattr(scoring, "TILE", 32)
+    lab = xr.DataArray(labels, dims=("y", "x"))
+    m = metrics(inputs[0], inputs[1], baseline=inputs[2], regions=lab, units="K").compute()
+    whole = metrics(inputs[0], inputs[1], baseline=inputs[2], units="K").compute()
+    for i in range(2):
+        ok = np.isfinite(gappy[i])
+        region = np.zeros((ny, nx), int)
+        want = scoring._scores_2d(gappy[i], ref[i], ok, np.nan, region, 1, 0.03, base[i])
+        for k, name in enumerate(scoring._NAMES):
+            np.testing.assert_allclose(float(whole[name][i]), want[0, k], rtol=1e-9, err_msg=name)
+        by_region = scoring._scores_2d(gappy[i], ref[i], ok, np.nan, labels, 3, 0.03, base[i])
+        for k, name in enumerate(scoring._NAMES):
+            if name == "data_range":
+                continue
+            np.testing.assert_allclose(
+                m[name].isel(time=i).values, by_region[:, k], rtol=1e-9, err_msg=name
+            )
+    # gap-free: scikit-image's SSIM of the whole image
+    full = metrics(da(pred) if tiling == "numpy" else da(pred).chunk({"y": 32, "x": 32}),
+                   da(ref), units="K").compute()  # fmt: skip
+    for i in range(2):
+        assert float(full.ssim[i]) == pytest.approx(
+            _sk_ssim(pred[i], ref[i], np.ptp(ref[i])), rel=1e-9
+        )

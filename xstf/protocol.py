@@ -31,6 +31,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -224,6 +225,19 @@ def check_methods(methods: Sequence[str]) -> list[str]:
             f"the classical methods only ({list(CLASSICAL)})"
         )
     return names
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def _ours(w: warnings.WarningMessage) -> bool:
+    """A warning of xstf (or of user code), not of a library it calls."""
+    filename = str(Path(w.filename).resolve()) if w.filename else ""
+    if filename.startswith(_PACKAGE):
+        return True
+    if issubclass(w.category, DeprecationWarning | PendingDeprecationWarning):
+        return False
+    return "site-packages" not in filename and "dist-packages" not in filename
 
 
 def _small_scene_options(cube: xr.Dataset, opts: dict[str, Any]) -> dict[str, Any]:
@@ -539,9 +553,12 @@ def run(
         timings[m] = {"run_s": time.perf_counter() - t0}
         if entry.trains:
             timings[m]["patch_size"] = float(opts.get("patch_size", 95))
-        for w in caught:  # re-issued here, in the caller's thread, and kept for the report
-            issued.setdefault(m, []).append(str(w.message))
-            warnings.warn(f"{m}: {w.message}", w.category, stacklevel=2)
+        for w in caught:  # re-issued in the caller's thread; xstf's own kept for the report
+            if _ours(w):
+                issued.setdefault(m, []).append(str(w.message))
+                warnings.warn(f"{m}: {w.message}", w.category, stacklevel=2)
+            else:  # a library's (deprecations, GDAL): through the usual filters, as it was
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         predictions[m] = out.drop_vars([c for c in out.coords if c not in ("time", "y", "x")])
     preds = xr.Dataset(
         {k: v.reindex(time=test_dates).astype("float32") for k, v in predictions.items()}

@@ -188,60 +188,349 @@ def _scores_2d(
     return out
 
 
-def _scores_block(
+# -- by spatial chunk, with a halo: memory bounded by the chunk, not the scene ------------------
+#: Per tile and region: sufficient statistics, combined exactly across tiles.
+_STATS = (
+    "n", "mean_p", "mean_r", "m2_p", "m2_r", "c_pr", "mean_d", "m2_d", "sum_d2", "sum_abs_d",
+    "sum_r2", "sum_dr", "min_p", "max_p", "min_r", "max_r", "ssim_sum", "ssim_n",
+    "mean_db", "m2_db", "sum_db2",
+)  # fmt: skip
+_S = {k: i for i, k in enumerate(_STATS)}
+#: Default spatial tile (pixels a side) for inputs without usable spatial chunks.
+TILE = 1024
+
+
+def _moments(idx: np.ndarray, n_regions: int, n: np.ndarray, *v: np.ndarray) -> list[np.ndarray]:
+    """Per region: the mean of each of ``v``, centred sums of squares, and the co-moment."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = [np.bincount(idx, weights=a, minlength=n_regions) / n for a in v]
+    cen = [a - np.nan_to_num(m)[idx] for a, m in zip(v, means, strict=True)]
+    m2 = [np.bincount(idx, weights=c * c, minlength=n_regions) for c in cen]
+    out = means + m2
+    if len(v) == 2:
+        out.append(np.bincount(idx, weights=cen[0] * cen[1], minlength=n_regions))
+    return out
+
+
+def _tile_stats(
     pred: np.ndarray,
     ref: np.ndarray,
     valid: np.ndarray,
-    data_range: np.ndarray,
-    *extra: np.ndarray,
-    region_values: tuple[Any, ...] | None,
-    ratio: float,
-    has_baseline: bool = False,
+    region: np.ndarray,
+    base: np.ndarray | None,
+    data_range: float,
+    core: tuple[slice, slice],
+    inner: np.ndarray,
+    n_regions: int,
 ) -> np.ndarray:
-    """Vectorised over leading dims: ``(..., y, x)`` inputs -> ``(..., region, score)``.
+    """Statistics of one tile (with its halo): ``(n_regions, len(_STATS))`` float64.
 
-    ``extra``: the region labels (when ``region_values`` is given), then the baseline
-    (when ``has_baseline``).
+    ``core`` selects the tile inside the haloed arrays; ``inner`` (core-shaped) is True
+    at least one SSIM window radius from the scene's edge.
     """
-    rest = list(extra)
-    labels = rest.pop(0) if region_values is not None else None
-    base = rest.pop(0) if has_baseline else None
-    lead = np.broadcast_shapes(
-        pred.shape[:-2],
-        ref.shape[:-2],
-        valid.shape[:-2],
-        np.shape(data_range),
-        *([] if base is None else [base.shape[:-2]]),
-    )
-    shape2d = pred.shape[-2:]
-    pred = np.broadcast_to(pred, lead + shape2d).astype(np.float64, copy=False)
-    ref = np.broadcast_to(ref, lead + shape2d).astype(np.float64, copy=False)
-    valid = np.broadcast_to(valid, lead + shape2d)
+    out = np.zeros((n_regions, len(_STATS)))
+    out[:, [_S["min_p"], _S["min_r"]]] = np.inf
+    out[:, [_S["max_p"], _S["max_r"]]] = -np.inf
+    pred = pred.astype(np.float64, copy=False)
+    ref = ref.astype(np.float64, copy=False)
+    ok = valid & np.isfinite(pred) & np.isfinite(ref)  # the SSIM windows' valid pixels
     if base is not None:
-        base = np.broadcast_to(base, lead + shape2d).astype(np.float64, copy=False)
-    data_range = np.broadcast_to(np.asarray(data_range, dtype=np.float64), lead)
-    if labels is None or region_values is None:
-        region = np.zeros(shape2d, dtype=np.int64)
-        n_regions = 1
+        base = base.astype(np.float64, copy=False)
+        ok &= np.isfinite(base)
+    okc = ok[core] & (region[core] >= 0)  # the pixels scored in a region
+    if not okc.any():
+        return out
+    idx = region[core][okc]
+    p, r = pred[core][okc], ref[core][okc]
+    d = p - r
+    n = np.bincount(idx, minlength=n_regions).astype(np.float64)
+    out[:, _S["n"]] = n
+    mp, mr, m2p, m2r, cpr = _moments(idx, n_regions, n, p, r)
+    md, m2d = _moments(idx, n_regions, n, d)
+    out[:, _S["mean_p"]], out[:, _S["mean_r"]] = mp, mr
+    out[:, _S["m2_p"]], out[:, _S["m2_r"]], out[:, _S["c_pr"]] = m2p, m2r, cpr
+    out[:, _S["mean_d"]], out[:, _S["m2_d"]] = md, m2d
+    out[:, _S["sum_d2"]] = np.bincount(idx, weights=d * d, minlength=n_regions)
+    out[:, _S["sum_abs_d"]] = np.bincount(idx, weights=np.abs(d), minlength=n_regions)
+    out[:, _S["sum_r2"]] = np.bincount(idx, weights=r * r, minlength=n_regions)
+    out[:, _S["sum_dr"]] = np.bincount(idx, weights=d * r, minlength=n_regions)
+    np.minimum.at(out[:, _S["min_p"]], idx, p)
+    np.maximum.at(out[:, _S["max_p"]], idx, p)
+    np.minimum.at(out[:, _S["min_r"]], idx, r)
+    np.maximum.at(out[:, _S["max_r"]], idx, r)
+    if base is not None:
+        db = base[core][okc] - r
+        mdb, m2db = _moments(idx, n_regions, n, db)
+        out[:, _S["mean_db"]], out[:, _S["m2_db"]] = mdb, m2db
+        out[:, _S["sum_db2"]] = np.bincount(idx, weights=db * db, minlength=n_regions)
+    if data_range > 0:
+        smap = _ssim_map(pred, ref, ok, data_range)[core]
+        s_ok = okc & inner
+        s_idx = region[core][s_ok]
+        out[:, _S["ssim_sum"]] = np.bincount(s_idx, weights=smap[s_ok], minlength=n_regions)
+        out[:, _S["ssim_n"]] = np.bincount(s_idx, minlength=n_regions)
+    return out
+
+
+def _combine(stats: np.ndarray, data_range: np.ndarray, ratio: float) -> np.ndarray:
+    """Tiles' statistics ``(..., tiles, region, stat)`` -> scores ``(..., region, score)``."""
+    g = {k: stats[..., i] for k, i in _S.items()}
+    n_k = g["n"]
+    n = n_k.sum(-2)
+    out = np.full((*n.shape, len(_NAMES)), np.nan)
+    out[..., _NAMES.index("n_valid")] = n
+    L = np.broadcast_to(np.asarray(data_range, dtype=np.float64)[..., None], n.shape)
+    out[..., _NAMES.index("data_range")] = L
+    with np.errstate(divide="ignore", invalid="ignore"):
+
+        def pooled(mean: str) -> np.ndarray:
+            return np.nansum(np.where(n_k > 0, n_k * g[mean], 0.0), -2) / n
+
+        def spread(mean: str, pooled_mean: np.ndarray) -> np.ndarray:
+            dev = np.where(n_k > 0, g[mean] - pooled_mean[..., None, :], 0.0)
+            return dev
+
+        def m2(m2: str, mean: str) -> tuple[np.ndarray, np.ndarray]:
+            mu = pooled(mean)
+            dev = spread(mean, mu)
+            return g[m2].sum(-2) + (n_k * dev * dev).sum(-2), dev
+
+        m2p, dev_p = m2("m2_p", "mean_p")
+        m2r, dev_r = m2("m2_r", "mean_r")
+        cpr = g["c_pr"].sum(-2) + (n_k * dev_p * dev_r).sum(-2)
+        m2d, _ = m2("m2_d", "mean_d")
+        mean_r = pooled("mean_r")
+        bias = pooled("mean_d")
+        sum_d2 = g["sum_d2"].sum(-2)
+        mse = sum_d2 / n
+        rmse = np.sqrt(mse)
+        ubrmse = np.sqrt(m2d / n)
+        constant = (g["max_p"].max(-2) == g["min_p"].min(-2)) | (
+            g["max_r"].max(-2) == g["min_r"].min(-2)
+        )
+        cc = np.where(constant, np.nan, cpr / np.sqrt(m2p * m2r))
+        # SAM, stably for small angles: |p̂ − r̂| from Σd², Σd·r, Σr² (d = p − r), with
+        # a = |p|, b = |r| and b − a = (b² − a²) / (a + b) = −(2Σd·r + Σd²) / (a + b)
+        sum_r2, sum_dr = g["sum_r2"].sum(-2), g["sum_dr"].sum(-2)
+        b = np.sqrt(sum_r2)
+        a = np.sqrt(np.maximum(sum_r2 + 2 * sum_dr + sum_d2, 0.0))
+        bma = -(2 * sum_dr + sum_d2) / (a + b)
+        num = b * b * sum_d2 + 2 * b * bma * sum_dr + bma * bma * sum_r2
+        diff = np.sqrt(np.maximum(num, 0.0)) / (a * b)
+        summ = np.sqrt(np.maximum(4.0 - diff * diff, 0.0))
+        sam = np.where((a > 0) & (b > 0), np.degrees(2.0 * np.arctan2(diff, summ)), np.nan)
+        ok_l = L > 0
+        psnr = np.where(rmse > 0, 20.0 * np.log10(L / rmse), np.inf)
+        psnr = np.where(ok_l & (n > 0), psnr, np.nan)
+        ssim_v = np.where(ok_l, g["ssim_sum"].sum(-2) / g["ssim_n"].sum(-2), np.nan)
+        out[..., _NAMES.index("rmse")] = rmse
+        out[..., _NAMES.index("mae")] = g["sum_abs_d"].sum(-2) / n
+        out[..., _NAMES.index("bias")] = bias
+        out[..., _NAMES.index("ubrmse")] = ubrmse
+        out[..., _NAMES.index("cc")] = cc
+        out[..., _NAMES.index("ssim")] = ssim_v
+        out[..., _NAMES.index("psnr")] = psnr
+        out[..., _NAMES.index("sam")] = sam
+        out[..., _NAMES.index("ergas")] = 100.0 * ratio * np.sqrt(mse / (mean_r * mean_r))
+        rmse_b = np.sqrt(g["sum_db2"].sum(-2) / n)
+        m2db, _ = m2("m2_db", "mean_db")
+        ubrmse_b = np.sqrt(m2db / n)
+        out[..., _NAMES.index("skill_rmse")] = np.where(rmse_b > 0, 1.0 - rmse / rmse_b, np.nan)
+        out[..., _NAMES.index("skill_ubrmse")] = np.where(
+            ubrmse_b > 0, 1.0 - ubrmse / ubrmse_b, np.nan
+        )
+    empty = n == 0
+    out[empty] = np.nan
+    out[..., _NAMES.index("n_valid")] = n
+    out[..., _NAMES.index("data_range")] = L
+    return out
+
+
+def _tiles(size: int, chunks: tuple[int, ...] | None, tile: int) -> tuple[int, ...]:
+    """Spatial tiles to score by: the input's chunks (tiles under 32 px merged into a
+    neighbour), or ``tile`` px for numpy input / chunks that are all smaller."""
+    if chunks is None or max(chunks) < 32:
+        chunks = (tile,) * (size // tile) + ((size % tile,) if size % tile else ())
+    out = [int(c) for c in chunks]
+    while len(out) > 1 and min(out) < 32:
+        k = int(np.argmin(out))
+        if k == 0 or (k < len(out) - 1 and out[k + 1] < out[k - 1]):
+            out[k : k + 2] = [out[k] + out[k + 1]]
+        else:
+            out[k - 1 : k + 1] = [out[k - 1] + out[k]]
+    return tuple(out)
+
+
+def _block_stats(
+    p: np.ndarray,
+    r: np.ndarray,
+    v: np.ndarray,
+    reg: np.ndarray,
+    *rest: np.ndarray,
+    has_base: bool,
+    n_regions: int,
+    chunks_y: tuple[int, ...],
+    chunks_x: tuple[int, ...],
+    block_id: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """One haloed block ``(1, ..., y+halo, x+halo)`` -> ``(1, ..., 1, 1, region, stat)``."""
+    assert block_id is not None
+    base = rest[0] if has_base else None
+    L = rest[-1]
+    nlead = p.ndim - 2
+    iy, ix = block_id[nlead], block_id[nlead + 1]  # the output's block index: (*lead, y, x, 0, 0)
+    hy, hx = (0 if iy == 0 else _RADIUS), (0 if ix == 0 else _RADIUS)
+    cy, cx = chunks_y[iy], chunks_x[ix]
+    core = (slice(hy, hy + cy), slice(hx, hx + cx))
+    gy = sum(chunks_y[:iy]) + np.arange(cy)
+    gx = sum(chunks_x[:ix]) + np.arange(cx)
+    ny, nx = sum(chunks_y), sum(chunks_x)
+    inner = ((gy >= _RADIUS) & (gy < ny - _RADIUS))[:, None] & (
+        (gx >= _RADIUS) & (gx < nx - _RADIUS)
+    )[None, :]
+    lead = p.shape[:-2]
+    out = np.empty((*lead, 1, 1, n_regions, len(_STATS)))
+    for i in np.ndindex(*lead):
+        out[(*i, 0, 0)] = _tile_stats(
+            p[i], r[i], v[i], reg[i], None if base is None else base[i],
+            float(L[(*i, 0, 0)]), core, inner, n_regions,
+        )  # fmt: skip
+    return out
+
+
+def _scores_tiled(
+    pred: xr.DataArray,
+    ref: xr.DataArray,
+    valid: xr.DataArray,
+    data_range: xr.DataArray | None,
+    region: xr.DataArray,
+    base: xr.DataArray | None,
+    dim: tuple[Hashable, Hashable],
+    n_regions: int,
+    ratio: float,
+    tile: int = TILE,
+) -> xr.DataArray:
+    """All scores, by spatial chunk with a halo of one SSIM window radius.
+
+    Returns ``(*lead, region, score)``: dask-backed when any input is, else numpy.
+    """
+    import dask.array as dsa
+
+    lazy = any(a is not None and a.chunks is not None for a in (pred, ref, valid, base, region))
+    inputs = [pred, ref, valid, region] + ([base] if base is not None else [])
+    inputs = list(xr.broadcast(*inputs))
+    lead_dims = [d for d in inputs[2].dims if d not in dim]
+    inputs = [a.transpose(*lead_dims, *dim) for a in inputs]
+    coords = {k: c for k, c in inputs[2].coords.items() if not set(c.dims) & set(dim)}
+    dims = (*lead_dims, "region", "score")
+    shape = inputs[0].shape
+    nlead = len(lead_dims)
+    if not lazy:
+        L0 = None if data_range is None else _lead_values(data_range, inputs[2], lead_dims, dim)
+        values = _scores_numpy([a.values for a in inputs], L0, n_regions, ratio, tile)
+        return xr.DataArray(values, dims=dims, coords=coords)
+    first = next(a.chunks for a in inputs if a.chunks is not None)
+    # spatial tiles from the input's chunks; along the other dims (dates, methods) the
+    # first dask input's chunks, given to every input
+    cy = _tiles(shape[-2], first[-2], tile)
+    cx = _tiles(shape[-1], first[-1], tile)
+    chunks = (*first[:nlead], cy, cx)
+    arrays = [
+        (a.data if isinstance(a.data, dsa.Array) else dsa.from_array(a.data)).rechunk(chunks)
+        for a in inputs
+    ]
+    p, r, v, reg = arrays[:4]
+    b = arrays[4] if base is not None else None
+    ok = v & dsa.isfinite(p) & dsa.isfinite(r)
+    if b is not None:
+        ok = ok & dsa.isfinite(b)
+    if data_range is None:  # the reference's max - min over the scored pixels of each date
+        hi = dsa.where(ok, r, -np.inf).max(axis=(-2, -1))
+        lo = dsa.where(ok, r, np.inf).min(axis=(-2, -1))
+        L = dsa.where(hi >= lo, (hi - lo).astype(np.float64), np.nan)
     else:
-        labels = np.asarray(labels)
-        labels = labels.reshape(labels.shape[-2:])
-        region = np.full(shape2d, -1, dtype=np.int64)
-        for k, v in enumerate(region_values):
-            region[labels == v] = k
-        n_regions = len(region_values)
+        L = dsa.from_array(_lead_values(data_range, inputs[2], lead_dims, dim))
+    L = L.rechunk(chunks[:nlead])
+    depth = {nlead: _RADIUS, nlead + 1: _RADIUS}
+    boundary = {nlead: "none", nlead + 1: "none"}
+    haloed = [dsa.overlap.overlap(a, depth=depth, boundary=boundary) for a in (p, r, ok, reg)]
+    if b is not None:
+        haloed.append(dsa.overlap.overlap(b, depth=depth, boundary=boundary))
+    L4 = L.reshape(*L.shape, 1, 1)
+    stats = dsa.map_blocks(
+        _block_stats, *haloed, L4,
+        has_base=b is not None, n_regions=n_regions, chunks_y=cy, chunks_x=cx,
+        new_axis=[nlead + 2, nlead + 3],
+        chunks=(*chunks[:-2], (1,) * len(cy), (1,) * len(cx), (n_regions,), (len(_STATS),)),
+        dtype=np.float64, meta=np.array((), dtype=np.float64),
+    )  # fmt: skip
+    stats = stats.rechunk({nlead: -1, nlead + 1: -1})
+
+    def combine(s: np.ndarray, Lb: np.ndarray) -> np.ndarray:
+        s = s.reshape(*s.shape[:nlead], -1, n_regions, len(_STATS))
+        return _combine(s, Lb.reshape(Lb.shape[:nlead]), ratio)
+
+    scores = dsa.map_blocks(
+        combine, stats, L.reshape(*L.shape, 1, 1, 1, 1),
+        drop_axis=[nlead, nlead + 1],
+        chunks=(*chunks[:-2], (n_regions,), (len(_NAMES),)),
+        dtype=np.float64, meta=np.array((), dtype=np.float64),
+    )  # fmt: skip
+    return xr.DataArray(scores, dims=dims, coords=coords)
+
+
+def _lead_values(
+    data_range: xr.DataArray, template: xr.DataArray, lead_dims: list[Hashable], dim: tuple
+) -> np.ndarray:
+    """A given data range broadcast to the non-spatial dims, as float64 numpy."""
+    lead = template.isel({d: 0 for d in dim}, drop=True)
+    out = xr.broadcast(data_range.astype(np.float64), lead)[0].transpose(*lead_dims)
+    return np.asarray(out.values, dtype=np.float64)
+
+
+def _scores_numpy(
+    arrays: list[np.ndarray],
+    data_range: np.ndarray | None,
+    n_regions: int,
+    ratio: float,
+    tile: int,
+) -> np.ndarray:
+    """The numpy path of :func:`_scores_tiled`: the same tiles and halo, in a loop."""
+    pred, ref, valid, region = arrays[:4]
+    base = arrays[4] if len(arrays) > 4 else None
+    lead, (ny, nx) = pred.shape[:-2], pred.shape[-2:]
+    cy, cx = _tiles(ny, None, tile), _tiles(nx, None, tile)
     out = np.empty((*lead, n_regions, len(_NAMES)))
     for i in np.ndindex(*lead):
-        out[i] = _scores_2d(
-            pred[i],
-            ref[i],
-            valid[i],
-            float(data_range[i]),
-            region,
-            n_regions,
-            ratio,
-            None if base is None else base[i],
-        )
+        p, r, v, reg = pred[i], ref[i], valid[i], region[i]
+        b = None if base is None else base[i]
+        if data_range is None:
+            ok = v & np.isfinite(p) & np.isfinite(r)
+            if b is not None:
+                ok &= np.isfinite(b)
+            L = float(np.ptp(r[ok])) if ok.any() else np.nan
+        else:
+            L = float(data_range[i])
+        stats = []
+        y0 = 0
+        for sy in cy:
+            x0 = 0
+            for sx in cx:
+                hy, hx = min(_RADIUS, y0), min(_RADIUS, x0)
+                win = (slice(y0 - hy, min(ny, y0 + sy + _RADIUS)),
+                       slice(x0 - hx, min(nx, x0 + sx + _RADIUS)))  # fmt: skip
+                gy, gx = y0 + np.arange(sy), x0 + np.arange(sx)
+                inner = ((gy >= _RADIUS) & (gy < ny - _RADIUS))[:, None] & (
+                    (gx >= _RADIUS) & (gx < nx - _RADIUS)
+                )[None, :]
+                core = (slice(hy, hy + sy), slice(hx, hx + sx))
+                bw = None if b is None else b[win]
+                stats.append(
+                    _tile_stats(p[win], r[win], v[win], reg[win], bw, L, core, inner, n_regions)
+                )
+                x0 += sx
+            y0 += sy
+        out[i] = _combine(np.stack(stats), np.asarray(L), ratio)
     return out
 
 
@@ -354,6 +643,14 @@ def _stack_methods(prediction: Any, units: str, input_units: str | None) -> xr.D
     )
 
 
+def _region_index(labels: np.ndarray, values: tuple[Any, ...]) -> np.ndarray:
+    """Label map -> region number (0 .. len(values) - 1), -1 for any other label."""
+    out = np.full(np.shape(labels), -1, dtype=np.int64)
+    for k, v in enumerate(values):
+        out[labels == v] = k
+    return out
+
+
 def _region_values(regions: xr.DataArray) -> tuple[tuple[Any, ...], list[Any], bool]:
     """Label values, their names, and whether names come from ``flag_meanings``."""
     values = regions.attrs.get("flag_values")
@@ -436,8 +733,14 @@ def metrics(
     converted to ``units`` first (from their ``units`` attributes), and scored in float64.
 
     Lazy: with dask-backed input the result is dask-backed and nothing is computed until
-    asked; the spatial dims are rechunked to one chunk per date (SSIM needs the whole
-    image), and results do not depend on the chunking.
+    asked. Each date is scored by spatial tile (the input's chunks; tiles of
+    :data:`TILE` px for numpy input or chunks under 32 px) with a halo of one SSIM
+    window radius (5 px): each tile gives exact sums (counts, means and centred sums of
+    squares, combined across tiles with the parallel-variance formulas), so memory is
+    bounded by the tile, not the scene, and the scores do not depend on the chunking
+    (equal to a whole-image computation to float64 rounding). Inputs chunked
+    differently (e.g. a prediction one date per chunk against a reference eight per
+    chunk) are brought to common chunks.
 
     Parameters
     ----------
@@ -567,11 +870,10 @@ def metrics(
                 "build one with e.g. ds.landcover != 0 or da.notnull()"
             )
         valid = valid & mask
-    if data_range is None:
-        L: xr.DataArray = xr.DataArray(np.nan)
-    elif isinstance(data_range, xr.DataArray):
+    L: xr.DataArray = xr.DataArray(np.nan)
+    if isinstance(data_range, xr.DataArray):
         L = data_range.astype(np.float64)
-    else:
+    elif data_range is not None:
         L = xr.DataArray(float(data_range))
 
     if regions is not None:
@@ -585,37 +887,24 @@ def metrics(
     else:
         region_values, region_names, flagged = None, ["all"], False
 
-    # Spatial dims one chunk per date (SSIM sees the whole image); other dims as given.
-    def whole(da: xr.DataArray) -> xr.DataArray:
-        if da.chunks is None:
-            return da
-        return da.chunk({d: -1 for d in dim_t if d in da.dims})
-
-    core = list(dim_t)
-    args = [whole(pred), whole(ref), whole(valid), L]
-    core_dims: list[list[Hashable]] = [core, core, core, []]
     if regions is not None:
         keep = [c for c in regions.coords if c not in dim_t]
-        args.append(whole(regions.drop_vars(keep)))
-        core_dims.append(core)
-    if base is not None:
-        args.append(whole(base))
-        core_dims.append(core)
-    args = _same_chunks(args)
-    scores = xr.apply_ufunc(
-        _scores_block,
-        *args,
-        input_core_dims=core_dims,
-        output_core_dims=[["region", "score"]],
-        dask="parallelized",
-        output_dtypes=[np.float64],
-        dask_gufunc_kwargs={
-            "output_sizes": {"region": len(region_names), "score": len(_NAMES)},
-            "allow_rechunk": False,
-        },
-        kwargs={"region_values": region_values, "ratio": ratio, "has_baseline": base is not None},
-        keep_attrs=False,
-    )
+        region_idx = xr.apply_ufunc(
+            _region_index,
+            regions.drop_vars(keep),
+            dask="parallelized",
+            output_dtypes=[np.int64],
+            kwargs={"values": region_values},
+        )
+    else:
+        region_idx = xr.zeros_like(
+            ref.isel({d: 0 for d in ref.dims if d not in dim_t}, drop=True), dtype=np.int64
+        )
+        region_idx = region_idx.drop_vars([c for c in region_idx.coords if c not in dim_t])
+    scores = _scores_tiled(
+        pred, ref, valid, None if data_range is None else L, region_idx, base, dim_t,
+        len(region_names), ratio, TILE,
+    )  # fmt: skip
     out = xr.Dataset()
     for k, name in enumerate(_NAMES):
         if name in _SKILL and base is None:
@@ -641,7 +930,7 @@ def metrics(
     # DataFrame.round() warns about: the scores keep numbers, labels and flags only
     dated = {c for c in out.coords if c not in out.dims and out[c].dtype.kind in "mM"}
     out = out.drop_vars(sorted(grid_mapping | dated, key=str))
-    order = [d for d in ("method",) if d in out.dims]
+    order: list[Hashable] = [d for d in ("method",) if d in out.dims]
     order += [d for d in scores.dims if d not in ("method", "region", "score")]
     order += [d for d in ("region",) if d in out.dims]
     out = out.transpose(*order)
@@ -660,21 +949,6 @@ def metrics(
     }
     if base is not None:
         out.attrs["baseline"] = str(baseline.name) if baseline is not None else ""
-    return out
-
-
-def _same_chunks(args: list[xr.DataArray]) -> list[xr.DataArray]:
-    """Give every dask-backed input the same chunks along the shared (looped) dims.
-
-    ``apply_ufunc(dask="parallelized")`` needs them equal: a prediction chunked one date
-    per chunk and a reference chunked eight dates per chunk would fail.
-    """
-    if not any(a.chunks is not None for a in args):
-        return args
-    out = [a.chunk() if a.chunks is None and a.ndim else a for a in args]
-    arrays = [i for i, a in enumerate(out) if a.ndim]
-    for i, a in zip(arrays, xr.unify_chunks(*[out[i] for i in arrays]), strict=True):
-        out[i] = a
     return out
 
 
@@ -720,7 +994,7 @@ def common_mask(
     if isinstance(prediction, xr.DataArray):
         ok = prediction.notnull()
         if method_dim in ok.dims:
-            ok = ok.all(method_dim)
+            ok = ok.all([method_dim])
     elif isinstance(prediction, xr.Dataset | Mapping):
         arrays = [prediction[k] for k in prediction]
         if not arrays:
