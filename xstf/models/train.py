@@ -71,7 +71,7 @@ LOAD_LIMIT = 2 * 1024**3
 
 #: Default training patches per epoch (a fresh random subset each epoch): sized so that a
 #: 20-epoch EDCSTFN fit of a 256 px synthetic year takes a few minutes on 2 CPU cores.
-PATCHES_PER_EPOCH = 128
+PATCHES_PER_EPOCH = 64
 
 
 def _split_options(
@@ -559,7 +559,7 @@ def fit(
     *,
     epochs: int | None = None,
     batch_size: int | None = None,
-    patch_size: int = 64,
+    patch_size: int = 48,
     stride: int = 16,
     split: Mapping[str, Any] | Sequence[float] | None = None,
     min_valid: float = 0.5,
@@ -604,7 +604,7 @@ def fit(
     batch_size : int, optional
         Patches per batch (model default).
     patch_size, stride : int
-        Patch side and stride in fine pixels (64 and 16, sized for a CPU; the
+        Patch side and stride in fine pixels (48 and 16, sized for a CPU; the
         survey's protocol is 95 and 20 with ``patches_per_epoch=None``).
     split : dict or (float, float), optional
         Explicit dates ``{"train": [...], "val": [...], "test": [...]}`` or the
