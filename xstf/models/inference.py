@@ -455,7 +455,7 @@ def predict(
     levels = scene_level(cd[ti]) if norm_mode == "date_level" else None
 
     spec = get_spec(fm.name)
-    kw = dict(
+    kw: dict[str, Any] = dict(
         token=uuid.uuid4().hex,
         spec_name=spec.name,
         bands=int(cfg.get("bands", 1)),
@@ -501,7 +501,8 @@ def predict(
         )
     else:
         stack = np.stack(parts, axis=1).astype(np.float32)
-        data = func(stack, None if levels is None else np.asarray(levels)[:, None, None, None])
+        lv_np = None if levels is None else np.asarray(levels)[:, None, None, None]
+        data = func(stack, lv_np)  # type: ignore[call-arg]  (mypy: partial filled by **kw)
     params = {
         "model": spec.name,
         "model_options": cfg.get("model_options", {}),

@@ -61,13 +61,17 @@ from .data import (
 from .data import normalisation as _normalisation
 from .registry import get_spec, resolve_device
 
-__all__ = ["PATCHES_PER_EPOCH", "fit"]
+__all__ = ["LOAD_LIMIT", "PATCHES_PER_EPOCH", "fit"]
 
 log = logging.getLogger("xstf.models")
 
+#: A dask cube's training and validation dates are loaded into memory once when they take
+#: at most this many bytes (otherwise they are read a date at a time, with a small cache).
+LOAD_LIMIT = 2 * 1024**3
+
 #: Default training patches per epoch (a fresh random subset each epoch): sized so that a
 #: 20-epoch EDCSTFN fit of a 256 px synthetic year takes a few minutes on 2 CPU cores.
-PATCHES_PER_EPOCH = 128
+PATCHES_PER_EPOCH = 64
 
 
 def _split_options(
@@ -242,8 +246,21 @@ def _subset(items: list[Any], n: int | None, seed: int) -> list[Any]:
     return [items[i] for i in keep]
 
 
+def _training_cube(ds: xr.Dataset, plan: _Plan) -> xr.Dataset:
+    """The cube restricted to the training and validation dates (the test dates are not even
+    in it), loaded once when dask-backed and at most :data:`LOAD_LIMIT` bytes."""
+    dates = sorted(set(plan.split.train) | set(plan.split.val))
+    sub = ds[[plan.fine, plan.coarse]].sel(time=dates)
+    lazy = any(not isinstance(sub[v].data, np.ndarray) for v in (plan.fine, plan.coarse))
+    if lazy and sub.nbytes <= LOAD_LIMIT:
+        log.info("loading the %d training/validation dates (%.0f MB)", len(dates), sub.nbytes / 1e6)
+        sub = sub.load()
+    return sub
+
+
 def _datasets(ds: xr.Dataset, plan: _Plan, n_refs: int) -> tuple[PatchDataset, PatchDataset]:
     """Training and validation patch datasets; sets ``plan.mean``/``plan.std`` on a new fit."""
+    ds = _training_cube(ds, plan)
     sp, fine, coarse = plan.split, plan.fine, plan.coarse
     levels = None
     if plan.normalisation == "date_level":
@@ -280,10 +297,10 @@ def _datasets(ds: xr.Dataset, plan: _Plan, n_refs: int) -> tuple[PatchDataset, P
         if levels is None
         else dict(zip(levels.indexes["time"], levels.values.tolist(), strict=True))
     )
-    args = (plan.patch_size, plan.mean, plan.std, fine, coarse)
+    mean, std = float(plan.mean), float(plan.std)  # type: ignore[arg-type]
     return (
-        PatchDataset(ds, train_s, train_p, *args, levels=lv),
-        PatchDataset(ds, val_s, val_p, *args, levels=lv),
+        PatchDataset(ds, train_s, train_p, plan.patch_size, mean, std, fine, coarse, levels=lv),
+        PatchDataset(ds, val_s, val_p, plan.patch_size, mean, std, fine, coarse, levels=lv),
     )
 
 
@@ -406,7 +423,14 @@ def _resolve_amp(amp: bool | None, dev: torch.device) -> bool:
     return bool(amp)
 
 
-def _pretrain(recipe: TrainingRecipe, loader: Any, name: str, progress: bool) -> None:
+def _epoch_size(loader: _OnDevice) -> int:
+    """Patches one pass over a training loader yields."""
+    dl = loader.loader
+    assert isinstance(dl, torch.utils.data.DataLoader)
+    return len(dl.sampler)  # type: ignore[arg-type]
+
+
+def _pretrain(recipe: TrainingRecipe, loader: _OnDevice, name: str, progress: bool) -> None:
     """The recipe's ``prepare`` hook, with its own progress bar (patches)."""
     from tqdm.auto import tqdm
 
@@ -414,7 +438,7 @@ def _pretrain(recipe: TrainingRecipe, loader: Any, name: str, progress: bool) ->
     if passes <= 0:
         recipe.prepare(loader)
         return
-    n = len(loader.loader.sampler)
+    n = _epoch_size(loader)
     with tqdm(
         total=passes * n,
         desc=f"{name} auto-encoder",
@@ -535,7 +559,7 @@ def fit(
     *,
     epochs: int | None = None,
     batch_size: int | None = None,
-    patch_size: int = 64,
+    patch_size: int = 48,
     stride: int = 16,
     split: Mapping[str, Any] | Sequence[float] | None = None,
     min_valid: float = 0.5,
@@ -580,7 +604,7 @@ def fit(
     batch_size : int, optional
         Patches per batch (model default).
     patch_size, stride : int
-        Patch side and stride in fine pixels (64 and 16, sized for a CPU; the
+        Patch side and stride in fine pixels (48 and 16, sized for a CPU; the
         survey's protocol is 95 and 20 with ``patches_per_epoch=None``).
     split : dict or (float, float), optional
         Explicit dates ``{"train": [...], "val": [...], "test": [...]}`` or the
@@ -724,7 +748,7 @@ def _run(
         _pretrain(recipe, train_loader, spec.name, progress)
     else:
         prog = _restore(recipe, ckpt, gen, dev)
-    per_epoch = len(train_loader.loader.sampler)
+    per_epoch = _epoch_size(train_loader)
     total = max(0, plan.epochs - prog.start) * per_epoch
     with tqdm(total=total, desc=spec.name, unit="patch", disable=not progress, leave=False) as bar:
         train_loader.bar = bar
