@@ -196,15 +196,40 @@ def test_fit_predict_save_load_round_trip(cube, fitted, tmp_path):
     np.testing.assert_array_equal(a.values, b.values)
 
 
-def test_tiled_prediction_matches_whole_scene(cube, fitted):
-    # a purely local network: blended tiles with an overlap wider than the receptive
-    # field give the whole-scene prediction
+def test_prediction_is_tile_and_chunk_invariant(cube, fitted):
+    # a local network (receptive field 8 px): tiles reading 8 px of context and dask
+    # chunks read with their halo give the one-piece prediction, to float32 rounding
     import xstf
 
-    tg = cube.time.values[5:7]
-    whole = xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=48, overlap=0).values
-    tiled = xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=32, overlap=24).values
-    np.testing.assert_allclose(tiled, whole, atol=2e-3)
+    tg = cube.time.values[[5, 40]]
+    whole = xstf.models.predict(cube, fitted, targets=tg, device="cpu").values
+    assert np.nanstd(whole, axis=(1, 2)).min() > 0.1
+    runs = {
+        "tile 20": xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=20),
+        "tile 32": xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=32),
+        "chunks 20x28": xstf.models.predict(
+            cube.chunk({"time": 1, "y": 20, "x": 28}), fitted, targets=tg, device="cpu"
+        ),
+        "chunks 16x48, tile 24": xstf.models.predict(
+            cube.chunk({"time": 1, "y": 16, "x": 48}), fitted, targets=tg, device="cpu", tile=24
+        ),
+    }
+    for label, out in runs.items():
+        assert np.nanmax(np.abs(out.values - whole)) <= 1e-4, label
+    # less context than the receptive field is not exact
+    short = xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=20, overlap=2)
+    assert np.nanmax(np.abs(short.values - whole)) > 1e-3
+
+
+def test_receptive_field_is_computed_and_matches_a_gradient_probe():
+    from xstf.models.tiling import measure_receptive_field, receptive_field
+
+    for width, window in ((4, 5), (2, 21)):
+        net = sttfn.build(width=width, stc_window=window)
+        # 7x7, 7x7, 3x3, 3x3 in series (3 + 3 + 1 + 1); the STC window in parallel
+        want = max(8, window // 2)
+        assert receptive_field(net) == want
+        assert measure_receptive_field(net, n_refs=2) == want
 
 
 def test_a_short_fit_beats_the_coarse_image(cube):

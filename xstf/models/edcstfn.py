@@ -65,6 +65,11 @@ def _stack(
     return nn.Sequential(*layers)
 
 
+def _radius(seq: nn.Module) -> int:
+    """Receptive-field radius of a chain of stride-1 convolutions (sum of ``(k − 1) / 2``)."""
+    return sum((m.kernel_size[0] - 1) // 2 for m in seq.modules() if isinstance(m, nn.Conv2d))
+
+
 class EDCSTFN(nn.Module):
     """The EDCSTFN fusion network (prediction module of the ``"edcstfn"`` model).
 
@@ -102,6 +107,11 @@ class EDCSTFN(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(w[0], bands, 1),
         )
+
+    @property
+    def receptive_field(self) -> int:
+        """Radius (px) of the receptive field: 3 × 3 convolutions of an encoder, then the decoder's."""
+        return _radius(self.encoder) + _radius(self.decoder)
 
     def features(
         self, c_refs: torch.Tensor, f_refs: torch.Tensor, c_tgt: torch.Tensor

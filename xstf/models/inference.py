@@ -5,17 +5,15 @@ reference pair, chosen by :func:`xstf.cube.reference_pairs`) are normalised with
 the model's statistics — with the ``"date_level"`` normalisation (the default),
 after subtracting the date's level, the mean of the target coarse image over the
 whole scene, which is added back to the output — missing pixels filled with 0 and
-flagged, and the scene is
-predicted in tiles of ``tile`` px overlapping by ``overlap`` px, batched to the
-device. Tiles are blended with taper weights: along an edge shared with another
-tile, a tile's weight is 0 on the outer ``overlap // 4`` px and rises linearly to
-1 across the rest of the overlap, so pixels next to a tile edge (where the
-network lacks context) are taken from the neighbouring tile, and there are no
-seams. On a dask cube the same runs per date and per spatial chunk through
-:func:`dask.array.map_overlap` with a halo of ``overlap`` px, the weights shipped
-to the tasks as numpy arrays; the date levels are a lazy dask reduction over the
-whole scene passed to every chunk of their date, so tiles and chunks see the same
-level; nothing is computed until asked.
+flagged, and each date is predicted by :mod:`xstf.models.tiling`: in tiles of at most
+``tile`` px, each reading ``overlap`` px of context (default: the model's receptive
+field) beyond the pixels it predicts, with the per-image statistics of MLFF-GAN and
+GAN-STFM computed once on the whole date, so the result equals one forward pass on
+the whole date whatever the tile size. On a dask cube the same runs per date and per
+spatial chunk (lazy ``dask.delayed`` tasks reading each chunk with its context, the
+statistics combined over the chunks of a date); the date levels are a lazy dask
+reduction over the whole scene, so tiles and chunks see the same level; nothing is
+computed until asked, and the result does not depend on the chunks.
 
 NaN rules: the output is NaN where the target coarse image is NaN. Missing
 reference pixels (fine or coarse) do not make the output NaN: they are filled with
@@ -46,7 +44,7 @@ from ..errors import CubeError
 from . import MODULES, get_spec
 from .checkpoint import FittedModel, load_model
 from .data import scene_level
-from .tiling import predict_image
+from .tiling import predict_image, predict_stack, receptive_field
 from .train import fit, resolve_device
 
 __all__ = ["predict", "predict_image"]
@@ -73,37 +71,6 @@ def _cached_net(
         else:
             _NETS.move_to_end(key)
     return net
-
-
-def _predict_block(
-    block: np.ndarray,
-    levels: np.ndarray | None = None,
-    *,
-    token: str,
-    spec_name: str,
-    bands: int,
-    options: dict,
-    state: dict,
-    mean: float,
-    std: float,
-    n_refs: int,
-    device: str,
-    **kw: Any,
-) -> np.ndarray:
-    """(t, channels, h, w) K -> (t, h, w) K; rebuilds the net once per process and call.
-
-    ``levels`` (t, 1, 1, 1): each date's level (whole-scene, not this block's), or None (0).
-    """
-    net = _cached_net(token, device, spec_name, bands, options, state)
-    lv = np.zeros(len(block)) if levels is None else np.asarray(levels, np.float64).reshape(-1)
-    if len(lv) != len(block):
-        raise ValueError(f"{len(lv)} level(s) for a block of {len(block)} date(s)")
-    return np.stack(
-        [
-            predict_image(net, b, mean, std, n_refs, device=device, level=float(v), **kw)
-            for b, v in zip(block, lv, strict=True)
-        ]
-    )
 
 
 def _resolve_model(
@@ -134,8 +101,8 @@ def predict(
     model: Any = "edcstfn",
     targets: Iterable[Any] | None = None,
     *,
-    tile: int = 512,
-    overlap: int = 32,
+    tile: int = 1024,
+    overlap: int | None = None,
     batch_size: int = 4,
     device: str | torch.device = "auto",
     amp: bool = False,
@@ -170,8 +137,14 @@ def predict(
     targets : iterable of datetime-like, optional
         Dates to predict (default: :func:`xstf.cube.target_dates`). A pair date is
         predicted leave-one-out (it is not its own reference).
-    tile, overlap : int
-        Tile side and overlap in px (also the dask halo).
+    tile : int
+        Largest tile side in px (a date that fits is predicted in one piece).
+    overlap : int, optional
+        Context in px each tile (and each dask chunk) reads beyond the pixels it
+        predicts; default the model's receptive field
+        (:func:`xstf.models.tiling.receptive_field`), which makes the result equal to
+        one forward pass on the whole date, whatever ``tile`` and the chunks
+        (see :mod:`xstf.models.tiling`).
     batch_size : int
         Tiles per forward pass.
     device : str or torch.device
@@ -232,7 +205,7 @@ def predict(
             f"this cube's is {ratio:.3g} (attrs fine_resolution/coarse_resolution). A deep model "
             "does not transfer across resolution ratios: fit one on this cube"
         )
-    if tile < 8 or overlap < 0 or batch_size < 1:
+    if tile < 8 or (overlap is not None and overlap < 0) or batch_size < 1:
         raise ValueError(
             f"need tile >= 8, overlap >= 0, batch_size >= 1; got {tile}, {overlap}, {batch_size}"
         )
@@ -265,51 +238,25 @@ def predict(
     levels = scene_level(cd[ti]) if norm_mode == "date_level" else None
 
     spec = get_spec(fm.name)
-    kw = dict(
-        token=uuid.uuid4().hex,
-        spec_name=spec.name,
-        bands=int(cfg.get("bands", 1)),
-        options=dict(cfg.get("model_options", {})),
-        state={k: v.detach().cpu().numpy() for k, v in fm.net.state_dict().items()},
-        mean=fm.mean,
-        std=fm.std,
-        n_refs=n_refs,
-        device=str(dev),
-        tile=int(tile),
-        overlap=int(overlap),
-        batch_size=int(batch_size),
-        amp=bool(amp),
-        multiple=int(spec.defaults.get("size_multiple", 1)),
-    )
-    func = functools.partial(_predict_block, **kw)
+    state = {k: v.detach().cpu().numpy() for k, v in fm.net.state_dict().items()}
+    load_net = functools.partial(
+        _cached_net, uuid.uuid4().hex, str(dev), spec.name, int(cfg.get("bands", 1)),
+        dict(cfg.get("model_options", {})), state,
+    )  # fmt: skip
+    overlap = receptive_field(fm.net) if overlap is None else int(overlap)
     if lazy:
         import dask.array as da
 
         stack = da.stack([da.asarray(p) for p in parts], axis=1).astype(np.float32)
         stack = stack.rechunk({0: 1, 1: -1})
-        halo = int(overlap)
-        small = min(min(stack.chunks[2]), min(stack.chunks[3]))
-        if small < halo:  # map_overlap needs chunks at least as large as the halo
-            stack = stack.rechunk(
-                {2: max(halo, stack.chunks[2][0]), 3: max(halo, stack.chunks[3][0])}
-            )
-        arrays, depth = [stack], [{0: 0, 1: 0, 2: halo, 3: halo}]
-        if levels is not None:  # (t,) -> (t, 1, 1, 1), one chunk per date, broadcast in space
-            lv = da.asarray(levels).rechunk({0: stack.chunks[0]})
-            arrays.append(lv[:, None, None, None])
-            depth.append({0: 0, 1: 0, 2: 0, 3: 0})
-        data = da.map_overlap(
-            func,
-            *arrays,
-            depth=depth if len(arrays) > 1 else depth[0],
-            boundary=["none"] * len(arrays) if len(arrays) > 1 else "none",
-            drop_axis=1,
-            dtype=np.float32,
-            meta=np.array((), dtype=np.float32),
-        )
+        levels = None if levels is None else da.asarray(levels)
     else:
         stack = np.stack(parts, axis=1).astype(np.float32)
-        data = func(stack, None if levels is None else np.asarray(levels)[:, None, None, None])
+    data = predict_stack(
+        stack, levels, load_net=load_net, template=fm.net, mean=fm.mean, std=fm.std,
+        n_refs=n_refs, tile=int(tile), overlap=overlap, batch_size=int(batch_size),
+        device=str(dev), amp=bool(amp), multiple=int(spec.defaults.get("size_multiple", 1)),
+    )  # fmt: skip
     template = ds[coarse].sel(time=tg)
     out = xr.DataArray(data, coords=template.coords, dims=template.dims, name=spec.name)
     for k in range(n_refs):
