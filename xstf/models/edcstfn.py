@@ -21,8 +21,9 @@ left out.
 Loss (compound, on the valid target pixels): MSE + MSE between the features of an
 auto-encoder's encoder applied to the prediction and to the target +
 0.8 · (1 − MS-SSIM). The auto-encoder (encoder B → 32 → 64 → 128 with two stride-2
-convolutions, as the reference's ``Pretrained``; decoder mirrored with bilinear ×2
-upsampling) is trained on the training fine patches before the fusion network,
+convolutions, the EDCSTFN variant of the authors' ``ganstfm`` repository — not
+``theonegis/edcstfn``'s ``Pretrained``, B → 32 → 64 → 128 → 128 with one stride-2
+convolution; decoder mirrored with bilinear ×2 upsampling) is trained on the training fine patches before the fusion network,
 ``ae_epochs`` passes (default 2) with masked MSE and Adam (lr 1e-3), then frozen.
 Optimiser: Adam, lr 1e-3, weight decay 1e-6; ReduceLROnPlateau (factor 0.1,
 patience 5) on the validation loss.
@@ -154,8 +155,10 @@ class EDCSTFN(nn.Module):
 class AutoEncoder(nn.Module):
     """Auto-encoder whose encoder gives EDCSTFN's feature loss.
 
-    The encoder is the reference's ``Pretrained`` (B → 32 → 64 → 128, the last two
-    with stride 2, ReLU after each); the decoder mirrors it with bilinear ×2
+    The encoder is B → 32 → 64 → 128, the last two with stride 2, ReLU after each (the
+    variant in the authors' ``ganstfm`` repository; ``theonegis/edcstfn``'s
+    ``Pretrained`` is B → 32 → 64 → 128 → 128 with stride 2 on the third convolution
+    only, see ``docs/models/edcstfn.md``); the decoder mirrors it with bilinear ×2
     upsampling and 3 × 3 convolutions, cropping back to the input size.
 
     Examples
