@@ -1,79 +1,146 @@
-"""Benchmark of the deep-fusion machinery (EDCSTFN): speed, and accuracy on held-out dates.
+"""Benchmark of the deep-fusion machinery: inference and training speed, accuracy on held-out dates.
 
 Prints figures; asserts nothing. Three parts:
 
-1. inference throughput (Mpixel/s) of the published EDCSTFN on one 950 × 950 date, CPU
-   (or ``--device``), tiled with the defaults (tile 512, overlap 32);
-2. training throughput (patches/s) on 95 × 95 patches, batch 16, one optimiser step
-   = forward + backward through both reference pairs and the compound loss;
-3. a short fit on a synthetic cube, then per held-out test date the six scores
-   (RMSE, CC, SSIM, PSNR, SAM, ERGAS; °C, data range = the reference's max − min)
-   of EDCSTFN (with the ``"date_level"`` and/or ``"global"`` normalisation,
-   ``--normalisation``), "coarse only" (the MODIS image itself) and ESTARFM when
-   ``xstf.estarfm`` is available, on the held-out test pair dates and on a few target
-   dates (never seen in training either; the synthetic cube has the truth on every date),
-   all scored over the pixels every method predicts.
+1. ``inference``: for each model (published widths), one ``--size``² single-band date,
+   timed in interleaved rounds (``--reps``, median): (a) **plain** — one float32
+   forward of the network on the whole image under ``torch.no_grad`` (what the
+   authors' test scripts do, and the output every other variant is compared with);
+   (b) **previous** — xstf's tiling before this version (tiles of 512 px overlapping
+   by 32 px, taper blending, per-tile statistics); (c) **xstf** —
+   :func:`xstf.models.tiling.predict_image` with its defaults (``inference_mode``,
+   channels-last weights, tiles up to 1024 px reading the receptive field as
+   context, per-date statistics). Prints seconds, Mpixel/s, the speed-up of (c) over
+   (a) and over (b), and max |diff| (K) of (b) and (c) against (a); ``--bf16`` adds
+   (c) with bfloat16 autocast and prints its error;
+2. ``training``: patches/s of one optimiser step on 95 × 95 patches, batch 16, EDCSTFN
+   (forward + backward through both reference pairs and the compound loss), and of the
+   patch pipeline (:class:`xstf.models.data.PatchDataset` → batches) alone;
+3. ``fit``: a short EDCSTFN fit on a synthetic cube, then per held-out date the scores
+   of :func:`xstf.metrics` (°C) for EDCSTFN, "coarse only" (the MODIS image) and ESTARFM.
 
-Run (2 CPU cores shared with other work makes timings noisy; re-run on an idle machine)::
+Run (2 CPU cores shared with other work makes timings noisy: read the ratios)::
 
-    .venv/bin/python benchmarks/bench_deep.py            # all parts
+    .venv/bin/python benchmarks/bench_deep.py --only inference --size 384 --reps 3
+    .venv/bin/python benchmarks/bench_deep.py --only inference --models edcstfn --size 960
+    .venv/bin/python benchmarks/bench_deep.py --only training
     .venv/bin/python benchmarks/bench_deep.py --only fit --epochs 3
-    .venv/bin/python benchmarks/bench_deep.py --only fit --normalisation global
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
 import xstf
+import xstf.models
 from xstf.models import edcstfn
-from xstf.models.inference import predict_image
+from xstf.models.data import normalise, patch_origins
+from xstf.models.tiling import predict_image
+
+N_REFS = {"edcstfn": 2, "sttfn": 2, "mlffgan": 1, "ganstfm": 1}
 
 
-def _scores(pred: np.ndarray, ref: np.ndarray, ratio: float) -> dict[str, float]:
-    """The six survey scores (algorithms.md, 'Metrics') over the pixels valid in both, in °C."""
-    from skimage.metrics import structural_similarity
+def _previous_predict_image(net, stack, mean, std, n_refs, tile=512, overlap=32, multiple=1):
+    """xstf's tiled prediction before this version (for the ratio): blended tiles, no_grad."""
 
-    p, r = pred.astype(np.float64) - 273.15, ref.astype(np.float64) - 273.15
-    ok = np.isfinite(p) & np.isfinite(r)
-    pv, rv = p[ok], r[ok]
-    rmse = float(np.sqrt(np.mean((pv - rv) ** 2)))
-    rng = float(rv.max() - rv.min())
-    fill = np.where(ok, p, np.nanmean(rv))
-    reff = np.where(ok, r, np.nanmean(rv))
-    ssim = structural_similarity(
-        fill, reff, data_range=rng, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
-    )
-    cos = float(pv @ rv / (np.linalg.norm(pv) * np.linalg.norm(rv)))
-    return {
-        "RMSE": rmse,
-        "CC": float(np.corrcoef(pv, rv)[0, 1]),
-        "SSIM": float(ssim),
-        "PSNR": float(20 * np.log10(rng / rmse)),
-        "SAM": float(np.degrees(np.arccos(np.clip(cos, -1, 1)))),
-        "ERGAS": float(100 * ratio * np.sqrt((rmse / rv.mean()) ** 2)),
-    }
+    def taper(n, ov, start, end):
+        w = np.ones(n)
+        ov = min(ov, n)
+        if ov <= 0:
+            return w
+        margin = ov // 4
+        ramp = np.clip((np.arange(ov) + 1 - margin) / (ov - margin), 0.0, 1.0)
+        if start:
+            w[:ov] = np.minimum(w[:ov], ramp)
+        if end:
+            w[n - ov :] = np.minimum(w[n - ov :], ramp[::-1])
+        return w
+
+    norm, valid = normalise(np.asarray(stack, dtype=np.float64), mean, std)
+    _, h, w = norm.shape
+    th, tw = min(tile, h), min(tile, w)
+    ys, xs = patch_origins(h, th, th - overlap), patch_origins(w, tw, tw - overlap)
+    out, wsum = np.zeros((h, w)), np.zeros((h, w))
+    ph, pw = -(-th // multiple) * multiple - th, -(-tw // multiple) * multiple - tw
+    x_all = torch.from_numpy(norm)
+    origins = [(y, x) for y in ys for x in xs]
+    for k in range(0, len(origins), 4):
+        chunk = origins[k : k + 4]
+        tiles = torch.stack([x_all[:, y : y + th, x : x + tw] for y, x in chunk])
+        if ph or pw:
+            tiles = torch.nn.functional.pad(tiles, (0, pw, 0, ph), mode="replicate")
+        rest = tiles[:, 1:].reshape(tiles.shape[0], n_refs, 2, 1, *tiles.shape[-2:])
+        with torch.no_grad():
+            pred = net(rest[:, :, 0], rest[:, :, 1], tiles[:, 0:1])[:, 0, :th, :tw].numpy()
+        for (y, x), p in zip(chunk, pred, strict=True):
+            wt = taper(th, overlap, y > 0, y + th < h)[:, None] * taper(
+                tw, overlap, x > 0, x + tw < w
+            )
+            out[y : y + th, x : x + tw] += wt * p
+            wsum[y : y + th, x : x + tw] += wt
+    res = (out / wsum * std + mean).astype(np.float32)
+    res[~valid[0]] = np.nan
+    return res
 
 
-def bench_inference(device: str, size: int = 950, with_amp: bool = False) -> None:
+def _plain(net, stack, mean, std, n_refs):
+    """One float32 forward of the whole image (the authors' way), in K."""
+    norm, valid = normalise(np.asarray(stack, dtype=np.float64), mean, std)
+    x = torch.from_numpy(norm)[None]
+    rest = x[:, 1:].reshape(1, n_refs, 2, 1, *x.shape[-2:])
+    with torch.no_grad():
+        p = net(rest[:, :, 0], rest[:, :, 1], x[:, 0:1])[0, 0].numpy()
+    res = (p.astype(np.float64) * std + mean).astype(np.float32)
+    res[~valid[0]] = np.nan
+    return res
+
+
+def bench_inference(models: list[str], size: int, reps: int, bf16: bool) -> None:
     ds = xstf.datasets.synthetic(size=size, days=17, seed=0, cloud_fraction=0.0)
-    stack = np.stack([ds.coarse[8].values, ds.coarse[0].values, ds.fine[0].values,
-                      ds.coarse[16].values, ds.fine[16].values])  # fmt: skip
-    torch.manual_seed(0)
-    net = edcstfn.build().to(device).eval()
-    predict_image(net, stack[:, :256, :256], 290.0, 8.0, 2, device=device)  # warm-up
-    # autocast on a CPU without native bfloat16 (no AVX512-BF16/AMX) is far slower than float32
-    for amp in (False, True) if device != "cpu" or with_amp else (False,):
-        t0 = time.perf_counter()
-        predict_image(net, stack, 290.0, 8.0, 2, device=device, amp=amp)
-        dt = time.perf_counter() - t0
-        print(f"inference {size}x{size} on {device} (amp={amp}): {dt:.1f} s, "
-              f"{size * size / dt / 1e6:.3f} Mpixel/s")  # fmt: skip
+    imgs = [ds.coarse[8].values, ds.coarse[0].values, ds.fine[0].values,
+            ds.coarse[16].values, ds.fine[16].values]  # fmt: skip
+    mean, std = 290.0, 8.0
+    print(f"inference, one {size}x{size} date, {torch.get_num_threads()} threads, median of {reps}")
+    for name in models:
+        r = N_REFS[name]
+        stack = np.stack(imgs[: 1 + 2 * r])
+        torch.manual_seed(0)
+        plain_net = xstf.models.create(name).eval()
+        xstf_net = xstf.models.create(name).eval()
+        xstf_net.load_state_dict(plain_net.state_dict())
+        mult = int(xstf.models.get_spec(name).defaults.get("size_multiple", 1))
+        runs: dict[str, Callable[[], np.ndarray]] = {
+            "plain": lambda n=plain_net, s=stack, r=r: _plain(n, s, mean, std, r),
+            "previous": lambda n=plain_net, s=stack, r=r, m=mult: _previous_predict_image(
+                n, s, mean, std, r, multiple=m
+            ),
+            "xstf": lambda n=xstf_net, s=stack, r=r: predict_image(n, s, mean, std, r),
+        }
+        if bf16:
+            runs["xstf bf16"] = lambda n=xstf_net, s=stack, r=r: predict_image(
+                n, s, mean, std, r, amp=True
+            )
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        outs: dict[str, np.ndarray] = {}
+        for k, f in runs.items():  # warm-up (oneDNN primitives, layouts)
+            outs[k] = f()
+        for _ in range(reps):  # interleaved rounds
+            for k, f in runs.items():
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        for k in runs:
+            err = float(np.nanmax(np.abs(outs[k] - outs["plain"])))
+            print(f"  {name:8s} {k:10s} {med[k]:7.2f} s  {size * size / med[k] / 1e6:6.3f} Mpixel/s  "
+                  f"x{med['plain'] / med[k]:.2f} vs plain  x{med['previous'] / med[k]:.2f} vs previous  "
+                  f"max|diff| vs plain {err:.2e} K")  # fmt: skip
 
 
 def bench_training(device: str, batch: int = 16, size: int = 95, steps: int = 3) -> None:
@@ -97,98 +164,90 @@ def bench_training(device: str, batch: int = 16, size: int = 95, steps: int = 3)
     dt = time.perf_counter() - t0
     print(f"training {size}x{size} patches, batch {batch}, on {device}: "
           f"{steps * batch / dt:.2f} patches/s (MSE + 0.8(1-MS-SSIM), feature loss off)")  # fmt: skip
+    bench_patches(batch, size)
 
 
-def bench_fit(
-    device: str,
-    epochs: int,
-    patch: int,
-    width: int,
-    size: int,
-    days: int,
-    n_targets: int = 6,
-    normalisations: tuple[str, ...] = ("date_level", "global"),
-) -> None:
-    ds = xstf.datasets.synthetic(size=size, days=days, seed=3, cloud_fraction=0.2)
+def bench_patches(batch: int = 16, size: int = 95, n_batches: int = 20) -> None:
+    """Patches/s of the input pipeline alone: per-item ``__getitem__`` + default collate vs
+    the batched path (:meth:`PatchDataset.batch`) when the dataset has it."""
+    from torch.utils.data import default_collate
+
+    from xstf.models.data import PatchDataset, samples, select_patches
+
+    ds = xstf.datasets.synthetic(size=320, days=60, seed=0, cloud_fraction=0.1)
     pairs = xstf.cube.pair_dates(ds)
-    print(f"cube {size}x{size}, {days} days, {len(pairs)} pairs")
-    preds: dict = {}
-    dates = None
-    for norm in normalisations:
-        t0 = time.perf_counter()
-        m = xstf.models.fit(
-            ds, "edcstfn", epochs=epochs, batch_size=8, patch_size=patch, stride=patch // 2,
-            width=width, ae_epochs=1, device=device, progress=False, seed=0, normalisation=norm,
-        )  # fmt: skip
-        fit_s = time.perf_counter() - t0
-        print(f"fit (normalisation={norm!r}, mean {m.mean:.3f} K, std {m.std:.3f} K): "
-              f"{fit_s:.0f} s, {m.config['train_patches']} training patches, "
-              f"{len(m.history)} epochs, best epoch {m.config['best_epoch']}")  # fmt: skip
-        for h in m.history:
-            print(
-                f"  epoch {h['epoch']}: loss {h['loss']:.4f} val {h['val_loss']:.4f} ({h['seconds']:.0f} s)"
-            )
-        if dates is None:  # the split does not depend on the normalisation
-            test = pd.DatetimeIndex(m.config["split"]["test"])
-            others = xstf.cube.target_dates(ds)
-            others = others[np.linspace(0, len(others) - 1, n_targets).round().astype(int)]
-            dates = test.append(others)
-            preds["coarse only"] = ds.coarse.sel(time=dates)
-        t0 = time.perf_counter()
-        name = "EDCSTFN" if len(normalisations) == 1 else f"EDCSTFN {norm}"
-        preds[name] = xstf.models.predict(ds, m, targets=dates, device=device)
-        print(f"predict {len(dates)} date(s): {time.perf_counter() - t0:.1f} s")
-    try:  # optional: written by another helper
+    smp = samples(pairs[2:], pairs, 2)
+    patches = select_patches(ds, smp, size, 20, 0.5)
+    data = PatchDataset(ds, smp, patches, size, 290.0, 8.0)
+    idx = np.random.default_rng(0).permutation(len(patches))[: batch * n_batches]
+    ways = {"per item + collate": lambda ii: default_collate([data[int(i)] for i in ii])}
+    if hasattr(data, "batch"):
+        ways["batched"] = lambda ii: data.batch(ii)
+    for _ in range(2):
+        for label, f in ways.items():
+            t0 = time.perf_counter()
+            for k in range(n_batches):
+                f(idx[k * batch : (k + 1) * batch])
+            dt = time.perf_counter() - t0
+            print(f"patch pipeline ({label}): {batch * n_batches / dt:,.0f} patches/s")
+
+
+def bench_fit(device: str, epochs: int, patch: int, width: int, size: int, days: int) -> None:
+    ds = xstf.datasets.synthetic(size=size, days=days, seed=3, cloud_fraction=0.2)
+    print(f"cube {size}x{size}, {days} days, {len(xstf.cube.pair_dates(ds))} pairs")
+    t0 = time.perf_counter()
+    m = xstf.models.fit(
+        ds, "edcstfn", epochs=epochs, batch_size=8, patch_size=patch, stride=patch // 2,
+        width=width, ae_epochs=1, device=device, progress=False, seed=0,
+    )  # fmt: skip
+    print(f"fit: {time.perf_counter() - t0:.0f} s, {m.config['train_patches']} training patches")
+    test = pd.DatetimeIndex(m.config["split"]["test"])
+    others = xstf.cube.target_dates(ds)
+    dates = test.append(others[np.linspace(0, len(others) - 1, 6).round().astype(int)])
+    preds = {
+        "EDCSTFN": xstf.models.predict(ds, m, targets=dates, device=device),
+        "coarse only": ds.coarse.sel(time=dates),
+    }
+    try:
         preds["ESTARFM"] = xstf.estarfm(ds, targets=dates).compute()
     except Exception as err:
         print(f"ESTARFM skipped: {type(err).__name__}: {err}")
-    ratio = 30.0 / 1000.0
-    rows = []
-    for d in dates:
-        truth = ds.truth.sel(time=d).values
-        imgs = {k: np.asarray(v.sel(time=d).values) for k, v in preds.items()}
-        common = np.isfinite(truth)
-        for img in imgs.values():
-            common &= np.isfinite(img)
-        kind = "test pair" if d in test else "target"
-        for k, img in imgs.items():
-            sc = _scores(np.where(common, img, np.nan), truth, ratio)
-            rows.append({"date": d.date(), "kind": kind, "method": k, "valid": common.mean(), **sc})
-    table = pd.DataFrame(rows).set_index(["date", "kind", "method"])
-    print("scores against the synthetic truth, held-out dates, pixels valid for every method (°C):")
+    truth = ds.truth.sel(time=dates)
+    common = np.isfinite(truth)
+    for p in preds.values():
+        common = common & np.isfinite(p)
+    scores = xstf.metrics({k: v.where(common) for k, v in preds.items()}, truth.where(common))
+    table = scores.to_dataframe().drop(columns=[c for c in ("spatial_ref",) if c in scores])
+    print("xstf.metrics against the synthetic truth, held-out dates, common pixels (°C):")
     print(table.round(4).to_string())
-    print("RMSE (°C) per date:")
-    rmse = table["RMSE"].unstack("method")[list(preds)]
-    print(rmse.round(3).to_string())
-    print("mean over the dates:")
-    print(table.groupby("method").mean(numeric_only=True).round(4).to_string())
+    print(scores.mean("time").to_dataframe().round(4).to_string())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["inference", "training", "fit"], default=None)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--amp", action="store_true", help="also time amp=True on CPU")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", default="edcstfn,sttfn,mlffgan,ganstfm")
+    ap.add_argument("--size", type=int, default=960, help="inference scene side (px)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument(
+        "--bf16", action="store_true", help="also time bfloat16 autocast, print its error"
+    )
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--patch", type=int, default=48)
     ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--fit-size", type=int, default=128)
     ap.add_argument("--days", type=int, default=160)
-    ap.add_argument(
-        "--normalisation",
-        choices=["date_level", "global", "both"],
-        default="both",
-        help="normalisation of the fitted EDCSTFN (both: fit one of each)",
-    )
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "inference"):
-        bench_inference(a.device, with_amp=a.amp)
+        bench_inference(a.models.split(","), a.size, a.reps, a.bf16)
     if a.only in (None, "training"):
         bench_training(a.device)
     if a.only in (None, "fit"):
-        norms = ("date_level", "global") if a.normalisation == "both" else (a.normalisation,)
-        bench_fit(a.device, a.epochs, a.patch, a.width, a.size, a.days, normalisations=norms)
+        bench_fit(a.device, a.epochs, a.patch, a.width, a.fit_size, a.days)
 
 
 if __name__ == "__main__":

@@ -164,3 +164,36 @@ def test_spec_registered():
     assert spec.n_refs == 2 and spec.needs_coarse_ref and "Tan" in spec.reference
     with pytest.raises(ValueError, match="unknown deep model"):
         xstf.models.get_spec("nope")
+
+
+def test_receptive_field_is_computed_and_matches_a_gradient_probe():
+    from xstf.models.tiling import measure_receptive_field, receptive_field
+
+    # three 3 x 3 convolutions in each encoder, two in the decoder (then a 1 x 1)
+    assert receptive_field(edcstfn.build(width=2)) == 5
+    assert measure_receptive_field(edcstfn.build(width=2), n_refs=2) == 5
+
+
+def test_prediction_is_tile_and_chunk_invariant():
+    import copy
+
+    import xstf
+
+    ds = xstf.datasets.synthetic(size=48, days=120, seed=2, cloud_fraction=0.0)
+    m = xstf.models.fit(
+        ds, "edcstfn", epochs=1, batch_size=4, patch_size=32, stride=16, width=4, ae_epochs=0,
+        max_patches=4, progress=False, device="cpu",
+    )  # fmt: skip
+    m = copy.deepcopy(m)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a 1-epoch fit is nearly flat: perturb so the output has texture
+        for p in m.net.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    tg = ds.time.values[[5, 30]]
+    whole = xstf.models.predict(ds, m, targets=tg, device="cpu").values
+    assert np.nanstd(whole, axis=(1, 2)).min() > 0.1
+    for kw, chunks in (({"tile": 16}, None), ({"tile": 28}, None), ({}, {"y": 20, "x": 28}),
+                       ({"tile": 16}, {"y": 48, "x": 10})):  # fmt: skip
+        src = ds if chunks is None else ds.chunk({"time": 1, **chunks})
+        out = xstf.models.predict(src, m, targets=tg, device="cpu", **kw).values
+        assert np.nanmax(np.abs(out - whole)) <= 1e-4, (kw, chunks)

@@ -153,3 +153,34 @@ def test_patch_dataset_on_dask_matches_numpy_and_caches_few_dates(cube):
         assert len(dl._cache) <= 4  # 2 dates per variable at most, never the cube
     assert lazy.fine.chunks is not None  # the cube itself was not loaded
     assert not isinstance(lazy.fine.variable._data, np.ndarray)
+
+
+def test_batched_fetch_equals_per_item_collate():
+    # PatchDataset.batch gathers a batch with one fancy index per variable and date slot;
+    # it must equal default-collating the per-item path, gaps and per-date levels included,
+    # and a DataLoader must use it (through __getitems__)
+    from torch.utils.data import DataLoader, default_collate
+
+    ds = xstf.datasets.synthetic(size=48, days=60, seed=4, cloud_fraction=0.3)
+    pairs = xstf.cube.pair_dates(ds, min_coverage=0.3)
+    smp = data.samples(pairs[1:-1], pairs, 2)
+    patches = data.select_patches(ds, smp, 16, 8, 0.3)
+    levels = {s.target: 280.0 + i for i, s in enumerate(smp)}
+    pds = data.PatchDataset(ds, smp, patches, 16, 290.0, 5.0, levels=levels)
+    items = [len(patches) - 1, 0, 3, 3, len(patches) // 2]
+    want = default_collate([pds[i] for i in items])
+    got = pds.batch(items)
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape, k
+        assert torch.equal(got[k], want[k]), k
+    assert not bool(got["tgt_valid"].all())  # the gaps are exercised
+    calls = []
+    orig = pds.batch
+    pds.batch = lambda ii: calls.append(len(ii)) or orig(ii)
+    batches = list(DataLoader(pds, batch_size=4, shuffle=False))
+    assert calls and calls[0] == 4
+    assert torch.equal(batches[0]["f_tgt"], default_collate([pds[i] for i in range(4)])["f_tgt"])
+    # dask-backed cubes take the per-item path and give the same batch
+    lazy = data.PatchDataset(ds.chunk({"time": 1}), smp, patches, 16, 290.0, 5.0, levels=levels)
+    assert torch.equal(lazy.batch(items)["c_refs"], want["c_refs"])

@@ -92,7 +92,7 @@ def test_references_and_attrs(model, cube):
         assert got == want
     assert out.attrs["method"] == "edcstfn" and out.attrs["units"] == "K"
     params = json.loads(out.attrs["parameters"])
-    assert params["model"] == "edcstfn" and params["tile"] == 512
+    assert params["model"] == "edcstfn" and params["tile"] == 1024
     np.testing.assert_array_equal(out.x.values, cube.x.values)
     # a pair date is predicted leave-one-out
     p = pairs[2]

@@ -178,6 +178,31 @@ def fitted(cube):
     )  # fmt: skip
 
 
+def _by_hand(cube, fm, out):
+    """The prediction rebuilt independently: the reported reference pairs, the date level
+    (scene mean of the target coarse), normalisation, one forward pass, back to K."""
+    import pandas as pd
+
+    assert fm.normalisation == "date_level"
+    res = []
+    for i, t in enumerate(pd.DatetimeIndex(out.time.values)):
+        refs = [pd.Timestamp(out[f"reference_pair_{k + 1}"].values[i]) for k in range(fm.n_refs)]
+        c0 = cube.coarse.sel(time=t).values.astype(np.float64)
+        level = np.nanmean(c0)
+
+        def z(a, level=level):
+            return torch.from_numpy(
+                np.nan_to_num((a - level - fm.mean) / fm.std).astype(np.float32)
+            )
+
+        c_refs = torch.stack([z(cube.coarse.sel(time=r).values.astype(np.float64)) for r in refs])
+        f_refs = torch.stack([z(cube.fine.sel(time=r).values.astype(np.float64)) for r in refs])
+        with torch.no_grad():
+            p = fm.net.eval()(c_refs[None, :, None], f_refs[None, :, None], z(c0)[None, None])
+        res.append(p[0, 0].double().numpy() * fm.std + fm.mean + level)
+    return np.stack(res)
+
+
 def test_fit_predict_save_load_round_trip(cube, fitted, tmp_path):
     import xstf
 
@@ -191,20 +216,47 @@ def test_fit_predict_save_load_round_trip(cube, fitted, tmp_path):
     truth = cube.truth.sel(time=tg).values
     assert np.isfinite(a.values).all()
     assert truth.min() - 20 < a.values.min() and a.values.max() < truth.max() + 20
+    # tighter: equal to the prediction rebuilt by hand from the fitted network
+    np.testing.assert_allclose(a.values, _by_hand(cube, fitted, a), rtol=0, atol=1e-4)
     path = fitted.save(tmp_path / "sttfn.pt")
     b = xstf.models.predict(cube, xstf.models.load_model(path), targets=tg, device="cpu", tile=48)
     np.testing.assert_array_equal(a.values, b.values)
 
 
-def test_tiled_prediction_matches_whole_scene(cube, fitted):
-    # a purely local network: blended tiles with an overlap wider than the receptive
-    # field give the whole-scene prediction
+def test_prediction_is_tile_and_chunk_invariant(cube, fitted):
+    # a local network (receptive field 8 px): tiles reading 8 px of context and dask
+    # chunks read with their halo give the one-piece prediction, to float32 rounding
     import xstf
 
-    tg = cube.time.values[5:7]
-    whole = xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=48, overlap=0).values
-    tiled = xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=32, overlap=24).values
-    np.testing.assert_allclose(tiled, whole, atol=2e-3)
+    tg = cube.time.values[[5, 40]]
+    whole = xstf.models.predict(cube, fitted, targets=tg, device="cpu").values
+    assert np.nanstd(whole, axis=(1, 2)).min() > 0.1
+    runs = {
+        "tile 20": xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=20),
+        "tile 32": xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=32),
+        "chunks 20x28": xstf.models.predict(
+            cube.chunk({"time": 1, "y": 20, "x": 28}), fitted, targets=tg, device="cpu"
+        ),
+        "chunks 16x48, tile 24": xstf.models.predict(
+            cube.chunk({"time": 1, "y": 16, "x": 48}), fitted, targets=tg, device="cpu", tile=24
+        ),
+    }
+    for label, out in runs.items():
+        assert np.nanmax(np.abs(out.values - whole)) <= 1e-4, label
+    # less context than the receptive field is not exact
+    short = xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=20, overlap=2)
+    assert np.nanmax(np.abs(short.values - whole)) > 1e-3
+
+
+def test_receptive_field_is_computed_and_matches_a_gradient_probe():
+    from xstf.models.tiling import measure_receptive_field, receptive_field
+
+    for width, window in ((4, 5), (2, 21)):
+        net = sttfn.build(width=width, stc_window=window)
+        # 7x7, 7x7, 3x3, 3x3 in series (3 + 3 + 1 + 1); the STC window in parallel
+        want = max(8, window // 2)
+        assert receptive_field(net) == want
+        assert measure_receptive_field(net, n_refs=2) == want
 
 
 def test_a_short_fit_beats_the_coarse_image(cube):

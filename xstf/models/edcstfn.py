@@ -21,8 +21,9 @@ left out.
 Loss (compound, on the valid target pixels): MSE + MSE between the features of an
 auto-encoder's encoder applied to the prediction and to the target +
 0.8 · (1 − MS-SSIM). The auto-encoder (encoder B → 32 → 64 → 128 with two stride-2
-convolutions, as the reference's ``Pretrained``; decoder mirrored with bilinear ×2
-upsampling) is trained on the training fine patches before the fusion network,
+convolutions, the EDCSTFN variant of the authors' ``ganstfm`` repository — not
+``theonegis/edcstfn``'s ``Pretrained``, B → 32 → 64 → 128 → 128 with one stride-2
+convolution; decoder mirrored with bilinear ×2 upsampling) is trained on the training fine patches before the fusion network,
 ``ae_epochs`` passes (default 2) with masked MSE and Adam (lr 1e-3), then frozen.
 Optimiser: Adam, lr 1e-3, weight decay 1e-6; ReduceLROnPlateau (factor 0.1,
 patience 5) on the validation loss.
@@ -65,6 +66,11 @@ def _stack(
     return nn.Sequential(*layers)
 
 
+def _radius(seq: nn.Module) -> int:
+    """Receptive-field radius of a chain of stride-1 convolutions (sum of ``(k − 1) / 2``)."""
+    return sum((m.kernel_size[0] - 1) // 2 for m in seq.modules() if isinstance(m, nn.Conv2d))
+
+
 class EDCSTFN(nn.Module):
     """The EDCSTFN fusion network (prediction module of the ``"edcstfn"`` model).
 
@@ -102,6 +108,11 @@ class EDCSTFN(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(w[0], bands, 1),
         )
+
+    @property
+    def receptive_field(self) -> int:
+        """Radius (px) of the receptive field: 3 × 3 convolutions of an encoder, then the decoder's."""
+        return _radius(self.encoder) + _radius(self.decoder)
 
     def features(
         self, c_refs: torch.Tensor, f_refs: torch.Tensor, c_tgt: torch.Tensor
@@ -144,8 +155,10 @@ class EDCSTFN(nn.Module):
 class AutoEncoder(nn.Module):
     """Auto-encoder whose encoder gives EDCSTFN's feature loss.
 
-    The encoder is the reference's ``Pretrained`` (B → 32 → 64 → 128, the last two
-    with stride 2, ReLU after each); the decoder mirrors it with bilinear ×2
+    The encoder is B → 32 → 64 → 128, the last two with stride 2, ReLU after each (the
+    variant in the authors' ``ganstfm`` repository; ``theonegis/edcstfn``'s
+    ``Pretrained`` is B → 32 → 64 → 128 → 128 with stride 2 on the third convolution
+    only, see ``docs/models/edcstfn.md``); the decoder mirrors it with bilinear ×2
     upsampling and 3 × 3 convolutions, cropping back to the input size.
 
     Examples

@@ -25,7 +25,7 @@ With one band the generator has 577,225 parameters, as the reference.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -107,13 +107,21 @@ class SwitchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(1, num_features, 1))
         self.register_buffer("running_var", torch.zeros(1, num_features, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Normalise ``x``; ``stats``: the per-channel ``(mean, var)`` of the whole scene to use
+        as the instance statistics (tiled prediction, :mod:`xstf.models.tiling`)."""
         if x.ndim != 4:
             raise ValueError(f"SwitchNorm2d expects (B, C, H, W), got {tuple(x.shape)}")
         n, c, h, w = x.shape
         flat = x.reshape(n, c, -1)
-        mean_in = flat.mean(-1, keepdim=True)
-        var_in = flat.var(-1, keepdim=True)
+        if stats is None:
+            mean_in = flat.mean(-1, keepdim=True)
+            var_in = flat.var(-1, keepdim=True)
+        else:
+            mean_in = stats[0].to(x.dtype).reshape(1, c, 1).expand(n, c, 1)
+            var_in = stats[1].to(x.dtype).reshape(1, c, 1).expand(n, c, 1)
         mean_ln = mean_in.mean(1, keepdim=True)
         second = var_in + mean_in**2
         var_ln = second.mean(1, keepdim=True) - mean_ln**2
@@ -155,10 +163,25 @@ class _EncoderBlock(nn.Module):
         self.transform = nn.Sequential(_conv3(cin, ch), nn.Conv2d(ch, cout, 1), nn.LeakyReLU())
 
     def forward(
-        self, lateral: torch.Tensor, trunk: torch.Tensor
+        self,
+        lateral: torch.Tensor,
+        trunk: torch.Tensor,
+        stats: Sequence[Any] | None = None,
+        stop: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``stats``: scene statistics of the two switchable norms (or None each); ``stop``:
+        return ``(None, input of norm number stop)`` instead (scene-statistics pass)."""
         lat = self.transform(lateral)
-        return lat, self.residual(trunk) + lat
+        x, k = trunk, 0
+        for layer in self.residual:
+            if isinstance(layer, SwitchNorm2d):
+                if stop == k:
+                    return None, x  # type: ignore[return-value]
+                x = layer(x, None if stats is None else stats[k])
+                k += 1
+            else:
+                x = layer(x)
+        return lat, x + lat
 
 
 class _DecoderBlock(nn.Module):
@@ -187,8 +210,10 @@ class GANSTFMGenerator(nn.Module):
     ``forward(c_refs, f_refs, c_tgt)`` follows :mod:`xstf.models.base` with ``R = 1``;
     ``c_refs`` is accepted and **ignored** (the model does not use the reference coarse
     image). Switchable normalisation mixes instance and layer statistics of the whole
-    input tile, so tiled prediction is close to, not identical with, whole-scene
-    prediction.
+    input; in tiled prediction (:mod:`xstf.models.tiling`) those of the whole date
+    are computed first, one normalisation after the other (:meth:`stat_features`,
+    8 stages), and passed to every tile (``forward(..., scene_stats=...)``), so tiled
+    prediction equals whole-scene prediction.
 
     Examples
     --------
@@ -216,13 +241,51 @@ class GANSTFMGenerator(nn.Module):
             nn.Conv2d(c[0], bands, 1),
         )
 
+    #: scene statistics: the 8 switchable norms of the encoder, in order
+    stat_stages = 2 * len(CHANNELS)
+
+    @property
+    def receptive_field(self) -> int:
+        """Radius (px): one 3 × 3 convolution per encoder block (on either path) and per decoder block."""
+        return len(self.encoder) + sum(1 for b in self.decoder if isinstance(b, _DecoderBlock))
+
+    def stat_features(
+        self,
+        stage: int,
+        stats: Sequence[Any],
+        c_refs: torch.Tensor | None,
+        f_refs: torch.Tensor,
+        c_tgt: torch.Tensor,
+    ) -> list[tuple[torch.Tensor, int]]:
+        """The input of switchable norm ``stage`` (full size), given the scene statistics of the earlier ones."""
+        if not 0 <= stage < self.stat_stages:
+            raise ValueError(
+                f"GAN-STFM has {self.stat_stages} stages of scene statistics, not {stage}"
+            )
+        _check_inputs(None, f_refs, c_tgt, self.bands, "GAN-STFM")
+        flat = [mv[0] for mv in stats] + [None] * (self.stat_stages - len(stats))
+        lateral, trunk = c_tgt, f_refs[:, 0]
+        for i, block in enumerate(self.encoder):
+            stop = stage - 2 * i if 0 <= stage - 2 * i < 2 else None
+            lateral, trunk = block(lateral, trunk, flat[2 * i : 2 * i + 2], stop)
+            if stop is not None:
+                return [(trunk, 1)]
+        raise AssertionError("unreachable")
+
     def forward(
-        self, c_refs: torch.Tensor | None, f_refs: torch.Tensor, c_tgt: torch.Tensor
+        self,
+        c_refs: torch.Tensor | None,
+        f_refs: torch.Tensor,
+        c_tgt: torch.Tensor,
+        scene_stats: Sequence[Any] | None = None,
     ) -> torch.Tensor:
         _check_inputs(None, f_refs, c_tgt, self.bands, "GAN-STFM")
+        flat = None if scene_stats is None else [mv[0] for mv in scene_stats]
         lateral, trunk = c_tgt, f_refs[:, 0]
-        for block in self.encoder:
-            lateral, trunk = block(lateral, trunk)
+        for i, block in enumerate(self.encoder):
+            lateral, trunk = block(
+                lateral, trunk, None if flat is None else flat[2 * i : 2 * i + 2]
+            )
         return self.decoder(torch.cat((lateral, trunk), 1))
 
 

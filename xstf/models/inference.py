@@ -5,17 +5,15 @@ reference pair, chosen by :func:`xstf.cube.reference_pairs`) are normalised with
 the model's statistics — with the ``"date_level"`` normalisation (the default),
 after subtracting the date's level, the mean of the target coarse image over the
 whole scene, which is added back to the output — missing pixels filled with 0 and
-flagged, and the scene is
-predicted in tiles of ``tile`` px overlapping by ``overlap`` px, batched to the
-device. Tiles are blended with taper weights: along an edge shared with another
-tile, a tile's weight is 0 on the outer ``overlap // 4`` px and rises linearly to
-1 across the rest of the overlap, so pixels next to a tile edge (where the
-network lacks context) are taken from the neighbouring tile, and there are no
-seams. On a dask cube the same runs per date and per spatial chunk through
-:func:`dask.array.map_overlap` with a halo of ``overlap`` px, the weights shipped
-to the tasks as numpy arrays; the date levels are a lazy dask reduction over the
-whole scene passed to every chunk of their date, so tiles and chunks see the same
-level; nothing is computed until asked.
+flagged, and each date is predicted by :mod:`xstf.models.tiling`: in tiles of at most
+``tile`` px, each reading ``overlap`` px of context (default: the model's receptive
+field) beyond the pixels it predicts, with the per-image statistics of MLFF-GAN and
+GAN-STFM computed once on the whole date, so the result equals one forward pass on
+the whole date whatever the tile size. On a dask cube the same runs per date and per
+spatial chunk (lazy ``dask.delayed`` tasks reading each chunk with its context, the
+statistics combined over the chunks of a date); the date levels are a lazy dask
+reduction over the whole scene, so tiles and chunks see the same level; nothing is
+computed until asked, and the result does not depend on the chunks.
 
 Fitting is :func:`xstf.models.fit`'s job: :func:`predict` takes a fitted model or
 the path of a saved one, never a model name. The model and the cube are checked
@@ -53,8 +51,9 @@ import xarray as xr
 from .. import cube as _cube
 from ..errors import CubeError
 from .checkpoint import FittedModel, load_model
-from .data import normalise, patch_origins, scene_level
+from .data import scene_level
 from .registry import MODULES, get_spec, resolve_device
+from .tiling import predict_image, predict_stack, receptive_field
 
 __all__ = ["FLAT_RATIO", "predict", "predict_image"]
 
@@ -67,117 +66,6 @@ log = logging.getLogger("xstf.models")
 
 _NETS: OrderedDict[tuple[str, str], torch.nn.Module] = OrderedDict()
 _NETS_LOCK = threading.Lock()
-
-
-def _taper(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
-    w = np.ones(n, dtype=np.float64)
-    ov = min(overlap, n)
-    if ov <= 0:
-        return w
-    margin = ov // 4
-    i = np.arange(ov, dtype=np.float64)
-    ramp = np.clip((i + 1 - margin) / (ov - margin), 0.0, 1.0)
-    if start:
-        w[:ov] = np.minimum(w[:ov], ramp)
-    if end:
-        w[n - ov :] = np.minimum(w[n - ov :], ramp[::-1])
-    return w
-
-
-def predict_image(
-    net: torch.nn.Module,
-    stack: np.ndarray,
-    mean: float,
-    std: float,
-    n_refs: int,
-    *,
-    tile: int = 512,
-    overlap: int = 32,
-    batch_size: int = 4,
-    device: torch.device | str = "cpu",
-    amp: bool = False,
-    multiple: int = 1,
-    level: float = 0.0,
-) -> np.ndarray:
-    """Predict one date from its input stack, in blended tiles.
-
-    Parameters
-    ----------
-    net : torch.nn.Module
-        The prediction network (eval mode, on ``device``).
-    stack : numpy.ndarray
-        ``(1 + 2·n_refs, H, W)`` in K: target coarse, then coarse and fine of each
-        reference pair.
-    mean, std : float
-        The model's normalisation.
-    n_refs : int
-        Reference pairs.
-    tile, overlap : int
-        Tile side and overlap (px).
-    batch_size : int
-        Tiles per forward pass.
-    device : torch.device or str
-        Where ``net`` lives.
-    amp : bool
-        Autocast (bfloat16 on CPU, float16 on CUDA).
-    multiple : int
-        Tiles are padded (replicate) to a multiple of this (models that downsample).
-    level : float
-        The date's level (K), subtracted from every input before ``mean``/``std`` and
-        added back to the output: the scene mean of the target coarse image for a
-        ``"date_level"`` model (the whole scene's, also when ``stack`` is a part of
-        it), 0 for a ``"global"`` one.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H, W)`` float32 prediction in K, NaN where the target coarse is NaN.
-
-    Examples
-    --------
-    >>> import numpy as np, xstf
-    >>> net = xstf.models.create("edcstfn")
-    >>> stack = np.full((5, 40, 40), 290.0, dtype="float32")  # c_tgt, (c_ref, f_ref) x 2
-    >>> predict_image(net.eval(), stack, 290.0, 5.0, 2, tile=32, overlap=8).shape
-    (40, 40)
-    """
-    dev = torch.device(device)
-    level = float(level)
-    if not np.isfinite(level):  # no valid target coarse pixel: nothing to predict
-        return np.full(np.shape(stack)[1:], np.nan, dtype=np.float32)
-    norm, valid = normalise(np.asarray(stack, dtype=np.float64), mean, std, level)
-    _, h, w = norm.shape
-    th, tw = min(tile, h), min(tile, w)
-    if overlap >= min(th, tw) and (th < h or tw < w):
-        raise ValueError(f"overlap ({overlap}) must be smaller than the tile ({tile})")
-    ys = patch_origins(h, th, max(1, th - overlap))
-    xs = patch_origins(w, tw, max(1, tw - overlap))
-    out = np.zeros((h, w), dtype=np.float64)
-    wsum = np.zeros((h, w), dtype=np.float64)
-    origins = [(y, x) for y in ys for x in xs]
-    ph = -(-th // multiple) * multiple - th
-    pw = -(-tw // multiple) * multiple - tw
-    x_all = torch.from_numpy(norm)
-    cast = dict(device_type=dev.type, dtype=torch.bfloat16 if dev.type == "cpu" else torch.float16)
-    for k in range(0, len(origins), batch_size):
-        chunk = origins[k : k + batch_size]
-        tiles = torch.stack([x_all[:, y : y + th, x : x + tw] for y, x in chunk]).to(dev)
-        if ph or pw:
-            tiles = torch.nn.functional.pad(tiles, (0, pw, 0, ph), mode="replicate")
-        c_tgt = tiles[:, 0:1]
-        rest = tiles[:, 1:].reshape(tiles.shape[0], n_refs, 2, 1, *tiles.shape[-2:])
-        with torch.no_grad(), torch.autocast(**cast, enabled=amp):
-            pred = net(rest[:, :, 0], rest[:, :, 1], c_tgt)
-        pred = pred[:, 0, :th, :tw].float().cpu().numpy().astype(np.float64)
-        for (y, x), p in zip(chunk, pred, strict=True):
-            wy = _taper(th, overlap, y > 0, y + th < h)
-            wx = _taper(tw, overlap, x > 0, x + tw < w)
-            wt = wy[:, None] * wx[None, :]
-            out[y : y + th, x : x + tw] += wt * p
-            wsum[y : y + th, x : x + tw] += wt
-    res = (out / wsum * std + mean + level).astype(np.float32)
-    res[~valid[0]] = np.nan
-    return res
 
 
 def _cached_net(
@@ -196,48 +84,6 @@ def _cached_net(
         else:
             _NETS.move_to_end(key)
     return net
-
-
-def _predict_block(
-    block: np.ndarray,
-    levels: np.ndarray | None = None,
-    *,
-    token: str,
-    spec_name: str,
-    bands: int,
-    options: dict,
-    state: dict,
-    mean: float,
-    std: float,
-    n_refs: int,
-    device: str,
-    scene_shape: tuple[int, int] | None = None,
-    dates: tuple[str, ...] = (),
-    block_info: dict | None = None,
-    **kw: Any,
-) -> np.ndarray:
-    """(t, channels, h, w) K -> (t, h, w) K; rebuilds the net once per process and call.
-
-    ``levels`` (t, 1, 1, 1): each date's level (whole-scene, not this block's), or None (0).
-    A block that holds whole dates (``scene_shape``) is checked for flat predictions.
-    """
-    net = _cached_net(token, device, spec_name, bands, options, state)
-    lv = np.zeros(len(block)) if levels is None else np.asarray(levels, np.float64).reshape(-1)
-    if len(lv) != len(block):
-        raise ValueError(f"{len(lv)} level(s) for a block of {len(block)} date(s)")
-    out = np.stack(
-        [
-            predict_image(net, b, mean, std, n_refs, device=device, level=float(v), **kw)
-            for b, v in zip(block, lv, strict=True)
-        ]
-    )
-    if scene_shape is not None and tuple(block.shape[-2:]) == tuple(scene_shape):
-        first = 0
-        if block_info and 0 in block_info:
-            first = int(block_info[0]["array-location"][0][0])
-        names = [dates[first + k] if first + k < len(dates) else "" for k in range(len(out))]
-        _warn_if_flat(out, block[:, 0], spec_name, names)
-    return out
 
 
 def _warn_if_flat(pred: np.ndarray, coarse: np.ndarray, name: str, dates: list[str]) -> None:
@@ -262,6 +108,36 @@ def _warn_if_flat(pred: np.ndarray, coarse: np.ndarray, name: str, dates: list[s
             UserWarning,
             stacklevel=2,
         )
+
+
+def _check_block(
+    pred: np.ndarray, coarse: np.ndarray, name: str, dates: list[str], block_info: Any = None
+) -> np.ndarray:
+    first = int(block_info[0]["array-location"][0][0]) if block_info else 0
+    _warn_if_flat(pred, coarse, name, dates[first : first + len(pred)])
+    return pred
+
+
+def _flat_checked(data: Any, coarse: Any, name: str, dates: list[str]) -> Any:
+    """``data`` with the flat-prediction check: now on numpy, at compute time on dask.
+
+    On dask the check runs only where a task holds whole dates (no spatial chunks):
+    a chunk's own std says nothing about the date's.
+    """
+    if isinstance(data, np.ndarray):
+        _warn_if_flat(data, coarse, name, dates)
+        return data
+    if data.numblocks[1:] != (1, 1):
+        return data
+    import dask.array as da
+
+    return da.map_blocks(
+        functools.partial(_check_block, name=name, dates=dates),
+        data,
+        coarse.rechunk(data.chunks),
+        dtype=data.dtype,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
 
 
 def _resolve_model(model: Any) -> FittedModel:
@@ -324,8 +200,8 @@ def predict(
     model: FittedModel | str | os.PathLike,
     targets: Iterable[Any] | None = None,
     *,
-    tile: int = 512,
-    overlap: int = 32,
+    tile: int = 1024,
+    overlap: int | None = None,
     batch_size: int = 4,
     device: str | torch.device = "auto",
     amp: bool = False,
@@ -361,8 +237,14 @@ def predict(
     targets : iterable of datetime-like, optional
         Dates to predict (default: :func:`xstf.cube.target_dates`). A pair date is
         predicted leave-one-out (it is not its own reference).
-    tile, overlap : int
-        Tile side and overlap in px (also the dask halo).
+    tile : int
+        Largest tile side in px (a date that fits is predicted in one piece).
+    overlap : int, optional
+        Context in px each tile (and each dask chunk) reads beyond the pixels it
+        predicts; default the model's receptive field
+        (:func:`xstf.models.tiling.receptive_field`), which makes the result equal to
+        one forward pass on the whole date, whatever ``tile`` and the chunks
+        (see :mod:`xstf.models.tiling`).
     batch_size : int
         Tiles per forward pass.
     device : str or torch.device
@@ -422,7 +304,7 @@ def predict(
     fine = cfg.get("fine", "fine") if fine is None else fine
     coarse = cfg.get("coarse", "coarse") if coarse is None else coarse
     _check_model_and_cube(ds, fm, fine, coarse, min_coverage)
-    if tile < 8 or overlap < 0 or batch_size < 1:
+    if tile < 8 or (overlap is not None and overlap < 0) or batch_size < 1:
         raise ValueError(
             f"need tile >= 8, overlap >= 0, batch_size >= 1; got {tile}, {overlap}, {batch_size}"
         )
@@ -455,54 +337,26 @@ def predict(
     levels = scene_level(cd[ti]) if norm_mode == "date_level" else None
 
     spec = get_spec(fm.name)
-    kw: dict[str, Any] = dict(
-        token=uuid.uuid4().hex,
-        spec_name=spec.name,
-        bands=int(cfg.get("bands", 1)),
-        options=dict(cfg.get("model_options", {})),
-        state={k: v.detach().cpu().numpy() for k, v in fm.net.state_dict().items()},
-        mean=fm.mean,
-        std=fm.std,
-        n_refs=n_refs,
-        device=str(dev),
-        tile=int(tile),
-        overlap=int(overlap),
-        batch_size=int(batch_size),
-        amp=bool(amp),
-        multiple=int(spec.defaults.get("size_multiple", 1)),
-        scene_shape=(int(ds.sizes["y"]), int(ds.sizes["x"])),
-        dates=tuple(str(t.date()) for t in tg),
-    )
-    func = functools.partial(_predict_block, **kw)
+    state = {k: v.detach().cpu().numpy() for k, v in fm.net.state_dict().items()}
+    load_net = functools.partial(
+        _cached_net, uuid.uuid4().hex, str(dev), spec.name, int(cfg.get("bands", 1)),
+        dict(cfg.get("model_options", {})), state,
+    )  # fmt: skip
+    overlap = receptive_field(fm.net) if overlap is None else int(overlap)
     if lazy:
         import dask.array as da
 
         stack = da.stack([da.asarray(p) for p in parts], axis=1).astype(np.float32)
         stack = stack.rechunk({0: 1, 1: -1})
-        halo = int(overlap)
-        small = min(min(stack.chunks[2]), min(stack.chunks[3]))
-        if small < halo:  # map_overlap needs chunks at least as large as the halo
-            stack = stack.rechunk(
-                {2: max(halo, stack.chunks[2][0]), 3: max(halo, stack.chunks[3][0])}
-            )
-        arrays, depth = [stack], [{0: 0, 1: 0, 2: halo, 3: halo}]
-        if levels is not None:  # (t,) -> (t, 1, 1, 1), one chunk per date, broadcast in space
-            lv = da.asarray(levels).rechunk({0: stack.chunks[0]})
-            arrays.append(lv[:, None, None, None])
-            depth.append({0: 0, 1: 0, 2: 0, 3: 0})
-        data = da.map_overlap(
-            func,
-            *arrays,
-            depth=depth if len(arrays) > 1 else depth[0],
-            boundary=["none"] * len(arrays) if len(arrays) > 1 else "none",
-            drop_axis=1,
-            dtype=np.float32,
-            meta=np.array((), dtype=np.float32),
-        )
+        levels = None if levels is None else da.asarray(levels)
     else:
         stack = np.stack(parts, axis=1).astype(np.float32)
-        lv_np = None if levels is None else np.asarray(levels)[:, None, None, None]
-        data = func(stack, lv_np)  # type: ignore[call-arg]  (mypy: partial filled by **kw)
+    data = predict_stack(
+        stack, levels, load_net=load_net, template=fm.net, mean=fm.mean, std=fm.std,
+        n_refs=n_refs, tile=int(tile), overlap=overlap, batch_size=int(batch_size),
+        device=str(dev), amp=bool(amp), multiple=int(spec.defaults.get("size_multiple", 1)),
+    )  # fmt: skip
+    data = _flat_checked(data, stack[:, 0], spec.name, [str(t.date()) for t in tg])
     params = {
         "model": spec.name,
         "model_options": cfg.get("model_options", {}),

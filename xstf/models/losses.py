@@ -27,9 +27,6 @@ __all__ = [
     "validation_mse",
 ]
 
-#: Published MS-SSIM scale weights (Wang, Simoncelli & Bovik 2003).
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-
 
 def _expand(valid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if valid.dtype != torch.bool:
@@ -157,6 +154,12 @@ def masked_ms_ssim_loss(
     prediction, so they match perfectly and add no error (only the windows that
     straddle them are slightly affected). The window size follows the patch size,
     see :func:`ms_ssim_window` (95 × 95 patches: 5-px window).
+
+    Differences from the reference implementations (documented in
+    ``docs/models/*.md``): the window shrinks on patches under 161 px, the default
+    data range is the batch's valid target range, both images are shifted by the
+    batch minimum, and invalid target pixels are filled with the prediction; at 96 px
+    the term is 3–5 times smaller than the references'.
 
     SSIM's luminance term is not shift invariant and assumes non-negative images;
     normalised LST is centred on 0, where that term is unstable. Both images are

@@ -105,7 +105,12 @@ class _Encoder(nn.Module):
         return out
 
 
-def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def adain(
+    content: torch.Tensor,
+    style: torch.Tensor,
+    eps: float = 1e-5,
+    stats: tuple[torch.Tensor, ...] | None = None,
+) -> torch.Tensor:
     """Adaptive instance normalisation: ``content`` re-scaled to the channel statistics of ``style``.
 
     Per sample and channel, over the spatial axes: ``(x − μ_x) / σ_x · σ_s + μ_s`` with
@@ -118,6 +123,10 @@ def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torc
         ``(B, C, H, W)`` each (sizes may differ spatially; at least 2 pixels each).
     eps : float
         Added to the variances.
+    stats : tuple of torch.Tensor, optional
+        ``(content mean, content var, style mean, style var)`` per channel, ``(C,)``
+        each: statistics of the whole scene to use instead of those of the tensors
+        (tiled prediction, :mod:`xstf.models.tiling`).
 
     Returns
     -------
@@ -134,6 +143,11 @@ def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torc
     [11.0, 11.0]
     """
     b, c = content.shape[:2]
+    if stats is not None:
+        cm, cv, sm, sv = (v.reshape(1, c).to(content.dtype) for v in stats)
+        shape = (1, c, 1, 1)
+        c_std, s_std = (cv + eps).sqrt(), (sv + eps).sqrt()
+        return (content - cm.view(shape)) / c_std.view(shape) * s_std.view(shape) + sm.view(shape)
     cf = content.reshape(b, c, -1)
     sf = style.reshape(b, c, -1)
     c_mean, c_std = cf.mean(2), (cf.var(2) + eps).sqrt()
@@ -189,8 +203,10 @@ class MLFFGANGenerator(nn.Module):
     :mod:`xstf.models.base` with ``R = 1`` and returns ``(B, C, H, W)``. Inputs of any
     size work: they are padded (edge replication) to a multiple of 16 and at least
     32 px a side, and the output is cropped back. AdaIN uses the channel statistics
-    of the whole input tile, so tiled prediction is close to, not identical with,
-    whole-scene prediction. Dropout (0.5, in every residual block) is active in
+    of the whole input; in tiled prediction (:mod:`xstf.models.tiling`) those of the
+    whole date are computed first (:meth:`stat_features`) and passed to every tile
+    (``forward(..., scene_stats=...)``), so tiled prediction equals whole-scene
+    prediction. Dropout (0.5, in every residual block) is active in
     training mode only.
 
     Examples
@@ -223,8 +239,48 @@ class MLFFGANGenerator(nn.Module):
             nn.Conv2d(c[0], bands, 1),
         )
 
+    #: tiles start on, and are sized in, multiples of this (:mod:`xstf.models.tiling`)
+    size_multiple = MULTIPLE
+    #: inputs are padded to at least this side
+    min_side = MIN_SIDE
+    #: one stage of scene statistics: the AdaIN moments of the encoder features
+    stat_stages = 1
+
+    @property
+    def receptive_field(self) -> int:
+        """Radius (px) of the receptive field (:func:`receptive_field_radius`)."""
+        return receptive_field_radius()
+
+    def stat_features(
+        self,
+        stage: int,
+        stats: list,
+        c_refs: torch.Tensor,
+        f_refs: torch.Tensor,
+        c_tgt: torch.Tensor,
+    ) -> list[tuple[torch.Tensor, int]]:
+        """The feature maps AdaIN takes statistics of, with their downsampling factors.
+
+        Per level ``k``: the fine-encoder features of ``F_ref`` (content) and the
+        coarse-encoder features of ``C_tgt`` (style), at 1/2^k of the input size.
+        """
+        if stage != 0:
+            raise ValueError(f"MLFF-GAN has one stage of scene statistics, not stage {stage}")
+        _check_inputs(c_refs, f_refs, c_tgt, self.bands, "MLFF-GAN")
+        f_ref, c_tgt = (_pad(x, MULTIPLE, MIN_SIDE) for x in (f_refs[:, 0], c_tgt))
+        out = []
+        for k, (ff, ct) in enumerate(
+            zip(self.fine_encoder(f_ref), self.coarse_encoder(c_tgt), strict=True)
+        ):
+            out += [(ff, 2**k), (ct, 2**k)]
+        return out
+
     def forward(
-        self, c_refs: torch.Tensor, f_refs: torch.Tensor, c_tgt: torch.Tensor
+        self,
+        c_refs: torch.Tensor,
+        f_refs: torch.Tensor,
+        c_tgt: torch.Tensor,
+        scene_stats: list | None = None,
     ) -> torch.Tensor:
         _check_inputs(c_refs, f_refs, c_tgt, self.bands, "MLFF-GAN")
         h, w = c_tgt.shape[-2:]
@@ -234,10 +290,14 @@ class MLFFGANGenerator(nn.Module):
         tgt_feats = self.coarse_encoder(c_tgt)
         ref_feats = self.coarse_encoder(c_ref)
         fine_feats = self.fine_encoder(f_ref)
+        st: list = [None] * len(CHANNELS)
+        if scene_stats is not None:  # the whole date's AdaIN moments (tiled prediction)
+            mv = scene_stats[0]
+            st = [(*mv[2 * k], *mv[2 * k + 1]) for k in range(len(CHANNELS))]
         fused = [
-            att(ct, cr, adain(ff, ct))
-            for att, ct, cr, ff in zip(
-                self.attention, tgt_feats, ref_feats, fine_feats, strict=True
+            att(ct, cr, adain(ff, ct, stats=s))
+            for att, ct, cr, ff, s in zip(
+                self.attention, tgt_feats, ref_feats, fine_feats, st, strict=True
             )
         ]
         x = self.up[0](torch.cat((fused[4], tgt_feats[4]), 1))
@@ -288,6 +348,36 @@ class MLFFGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+def receptive_field_radius() -> int:
+    """Radius (px) of the MLFF-GAN generator's receptive field, from its layers.
+
+    Walked from the output back to the input along the deepest path (level 4): each
+    k × k convolution at a grid of step ``s`` px adds ``s·(k − 1)/2``; a stride-2
+    convolution from step ``s`` to ``2s`` adds ``s`` (its 3 × 3 kernel at the finer grid);
+    a 4 × 4 stride-2 transposed convolution from step ``2s`` to ``s`` adds ``2s``
+    (each output reads 2 inputs per side, the farther one ``2s`` px away, rounded up).
+    Checked against :func:`xstf.models.tiling.measure_receptive_field` in the tests.
+
+    Examples
+    --------
+    >>> receptive_field_radius() > 100
+    True
+    """
+    r = 0
+    # head at step 1: two residual blocks (two 3 × 3 each)
+    r += 4
+    # decoder: _Up from step 2s to s = transposed conv (+2s... at the input grid) + res block at s
+    for s in (1, 2, 4, 8):
+        r += 2 * s  # residual block (two 3 × 3) at step s
+        r += 2 * s  # 4 × 4 stride-2 transposed convolution reading step 2s
+    # encoder level 4 back to the input: res block at step 16, 8, 4, 2 and the stride-2 convs
+    for s in (16, 8, 4, 2):
+        r += 2 * s  # residual block at step s
+        r += s // 2  # stride-2 3 × 3 convolution from step s/2
+    r += 2 + 3  # level 0: residual block and the 7 × 7 stem
+    return r
 
 
 def _check_inputs(

@@ -207,6 +207,13 @@ class STTFN(nn.Module):
         self.stc_window = int(stc_window)
         self.stc_eps = float(stc_eps)
 
+    @property
+    def receptive_field(self) -> int:
+        """Radius (px): the two multiscale blocks (7 × 7 each) and the two 3 × 3 of the tail;
+        the STC window (in parallel) is smaller."""
+        conv = 2 * (max(KERNELS) // 2) + 2
+        return max(conv, self.stc_window // 2)
+
     def forward_each(
         self, c_refs: torch.Tensor, f_refs: torch.Tensor, c_tgt: torch.Tensor
     ) -> torch.Tensor:
