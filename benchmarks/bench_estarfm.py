@@ -5,6 +5,9 @@ Run (from the repository root)::
     .venv/bin/python benchmarks/bench_estarfm.py              # everything (a few minutes)
     .venv/bin/python benchmarks/bench_estarfm.py --skip-big   # without the 4000² Zarr run
     .venv/bin/python benchmarks/bench_estarfm.py --quick      # 950² only, 1 and 2 threads
+    # before/after: the 950² easy and hard cases, interleaved with another checkout
+    git worktree add /tmp/xstf-before <old commit>
+    .venv/bin/python benchmarks/bench_estarfm.py --baseline /tmp/xstf-before --repeat 5
 
 Every configuration runs in a fresh subprocess so its peak memory (``ru_maxrss``) is
 its own; the numba kernels are compiled (or loaded from the cache) and warmed up on a
@@ -133,12 +136,18 @@ def child(cfg: dict) -> dict:
     }
 
 
-def run(cfg: dict) -> dict:
+def run(cfg: dict, tree: str | None = None) -> dict:
+    """Run one configuration in a fresh process; ``tree``: import xstf from there."""
+    env = dict(os.environ)
+    root = tree or str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
     out = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(cfg)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
+        cwd=root,
     )
     if out.returncode != 0:
         raise RuntimeError(f"benchmark child failed for {cfg}:\n{out.stderr[-3000:]}")
@@ -153,6 +162,25 @@ def _row(r: dict) -> str:
     )
 
 
+def compare(baseline: str, repeat: int, threads: int, chunk: int) -> None:
+    """Interleaved before/after runs of the 950² easy and hard cases, medians and ratios."""
+    import statistics
+
+    print(f"# before: {baseline}\n# after:  {Path(__file__).resolve().parents[1]}\n")
+    print("| case | threads | before s (median) | after s (median) | speed-up |")
+    print("|---|---|---|---|---|")
+    for dates in ("january", "april"):
+        cfg = {"size": 950, "half_window": 25, "threads": threads, "chunk": chunk, "dates": dates}
+        before, after = [], []
+        for _ in range(repeat):  # interleaved: the machine's load hits both alike
+            before.append(run(cfg, baseline)["wall_s"])
+            after.append(run(cfg)["wall_s"])
+        b, a = statistics.median(before), statistics.median(after)
+        case = "easy (no V)" if dates == "january" else "hard (V regression)"
+        print(f"| {case} | {threads} | {b:.2f} | {a:.2f} | {b / a:.2f}x |", flush=True)
+    print("\nEach run is a fresh process; walls exclude set-up and compilation.")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -162,9 +190,14 @@ def main() -> None:
     p.add_argument("--big-only", action="store_true", help="only the Zarr-to-Zarr run")
     p.add_argument("--chunk", type=int, default=256, help="rows per dask chunk")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--baseline", help="another xstf checkout: interleaved before/after runs")
+    p.add_argument("--repeat", type=int, default=5, help="runs per side with --baseline")
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.baseline:
+        compare(args.baseline, args.repeat, args.threads, args.chunk)
         return
     print(f"# ESTARFM benchmark — {os.cpu_count()} CPUs; one target date; times exclude set-up\n")
     head = (
