@@ -15,13 +15,12 @@ import pandas as pd
 import xarray as xr
 
 from .. import cube as _cube
+from ..prediction import resolve_dates, wrap_prediction
 from ._common import (
     as_float32_threshold,
     check_half_window,
-    resolve_dates,
     run_kernel,
     scene_std,
-    wrap_result,
 )
 
 __all__ = ["estarfm", "f_critical"]
@@ -214,4 +213,4 @@ def estarfm(
         "fine": str(fine),
         "coarse": str(coarse),
     }
-    return wrap_result(ds, coarse, targets_idx, results, used, method, params)
+    return wrap_prediction(results, ds, targets_idx, method, params, used, coarse)

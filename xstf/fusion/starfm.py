@@ -13,13 +13,12 @@ import pandas as pd
 import xarray as xr
 
 from .. import cube as _cube
+from ..prediction import resolve_dates, wrap_prediction
 from ._common import (
     as_float32_threshold,
     check_half_window,
-    resolve_dates,
     run_kernel,
     scene_std,
-    wrap_result,
 )
 
 __all__ = ["starfm"]
@@ -185,4 +184,4 @@ def starfm(
         "fine": str(fine),
         "coarse": str(coarse),
     }
-    return wrap_result(ds, coarse, targets_idx, results, used, "STARFM", params)
+    return wrap_prediction(results, ds, targets_idx, "STARFM", params, used, coarse)
