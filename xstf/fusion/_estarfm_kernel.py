@@ -14,11 +14,9 @@ How the work is organised (the algorithm itself is in :mod:`xstf.fusion.estarfm`
   output row, over the window offsets and, innermost, over the centres of the row: a
   long contiguous loop that LLVM vectorises (float32 lanes). Partial sums of one
   window row are float32, totals float64;
-- the regression sums for the conversion coefficient are accumulated in the same
-  loop, on the rows where the gate can pass (the window's ``max |C1 - C2|`` bounds
-  the candidates' mean coarse change: rows below the gate skip them); the fallback
-  sums (only where the prediction leaves the DN range) are an extra pass over the
-  rows that need them;
+- the regression sums for the conversion coefficient (only where the coarse-change
+  gate passes) and the fallback sums (only where the prediction leaves the DN range)
+  are extra passes over the rows that need them;
 - every centre sums its window in the same order wherever the block boundaries are,
   so results are bit-identical whatever the dask chunks.
 """
@@ -34,8 +32,6 @@ FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 SENTINEL = np.float32(1.0e30)
 _EPS_D = np.float32(1e-7)  # added to the combined distance (reference value)
 _EPS_T = 1e-10  # added to the coarse differences of the temporal weights (0.01**5)
-#: Largest conversion coefficient accepted (the reference's bound).
-V_MAX = 5.0
 
 
 @njit(nogil=True, cache=True)
@@ -72,27 +68,6 @@ def box_sum(a: np.ndarray, w: int) -> np.ndarray:
         for c in range(k):
             for x in range(nx):
                 out[y, x] += col[x + c]
-    return out
-
-
-@njit(nogil=True, cache=True)
-def box_max(a: np.ndarray, w: int) -> np.ndarray:
-    """Maximum of ``a`` over each ``(2w+1)²`` window, for the interior of a padded array."""
-    h, wd = a.shape
-    ny = h - 2 * w
-    nx = wd - 2 * w
-    k = 2 * w + 1
-    col = np.empty(wd, a.dtype)
-    out = np.empty((ny, nx), a.dtype)
-    for y in range(ny):
-        col[:] = a[y]
-        for r in range(1, k):
-            for j in range(wd):
-                col[j] = max(col[j], a[y + r, j])
-        out[y] = col[:nx]
-        for c in range(1, k):
-            for x in range(nx):
-                out[y, x] = max(out[y, x], col[x + c])
     return out
 
 
@@ -210,7 +185,6 @@ def estarfm_block(
     dn_max: float,
     gate: float,
     fcrit: np.ndarray,
-    fuse: bool = False,
 ) -> np.ndarray:
     """ESTARFM (Zhu et al. 2010) for the interior of one padded block.
 
@@ -228,10 +202,6 @@ def estarfm_block(
         Minimum ``|mean C1 - mean C2|`` over the candidates to estimate ``V``.
     fcrit : float64 array
         ``fcrit[df]``: F(1, df) critical value at p = 0.05.
-    fuse : bool
-        Accumulate the regression sums on every row (default: only on rows where the
-        window's ``max |C1 - C2|`` reaches the gate). The result is the same either
-        way (tested); the option exists for that test.
     """
     _, h, wd = block.shape
     ny = h - 2 * w
@@ -269,14 +239,13 @@ def estarfm_block(
     uxx = np.empty(nx, np.float64)
     uxy = np.empty(nx, np.float64)
     uyy = np.empty(nx, np.float64)
+    need_v = np.zeros(nx, np.bool_)
     vcoef = np.ones(nx, np.float64)
     need_fb = np.zeros(nx, np.bool_)
     t1 = np.empty(nx, np.float64)
     t2 = np.empty(nx, np.float64)
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    amax = box_max(np.abs(cd), w)
-    near_gate = gate * (1.0 - 1e-4)
 
     for y in range(ny):
         yc = y + w
@@ -289,23 +258,7 @@ def estarfm_block(
         t1s[:] = 0.0
         t2s[:] = 0.0
         tc[:] = 0.0
-        # |mean of C1 - C2 over the candidates| <= max |C1 - C2| over the window: where
-        # that bound is below the gate (with a margin for rounding) no centre of the row
-        # can need V, and the row skips the regression sums
-        fused = fuse
-        if not fused:
-            for x in range(nx):
-                if valid[yc, x + w] > 0.0 and amax[y, x] >= near_gate:
-                    fused = True
-                    break
-        if fused:
-            ux[:] = 0.0
-            uy[:] = 0.0
-            uxx[:] = 0.0
-            uxy[:] = 0.0
-            uyy[:] = 0.0
-        # one pass over the window: candidates, weights, weighted coarse changes, the
-        # coarse-change gate and (rows that may need V) the regression sums
+        # pass 1: candidates, weights, weighted coarse changes, coarse-change gate
         for r in range(k):
             yr = y + r
             pn[:] = 0.0
@@ -313,69 +266,18 @@ def estarfm_block(
             p1[:] = 0.0
             p2[:] = 0.0
             pc[:] = 0.0
-            if fused:
-                qx[:] = 0.0
-                qy[:] = 0.0
-                qxx[:] = 0.0
-                qxy[:] = 0.0
-                qyy[:] = 0.0
-                for c in range(k):
-                    dd = dist[r, c]
-                    uc = np.uint64(c)
-                    # unsigned indices: no negative-index wraparound, so LLVM vectorises
-                    for x in range(np.uint64(0), np.uint64(nx)):
-                        j = x + uc
-                        f1d = a1[yr, j] - cf1[x]
-                        f2d = a2[yr, j] - cf2[x]
-                        m = (abs(f1d) < th1) & (abs(f2d) < th2)
-                        wt = one / (g[yr, j] * dd + _EPS_D)
-                        wt = wt if m else zero
-                        pn[x] += one if m else zero
-                        pw[x] += wt
-                        p1[x] += wt * d1[yr, j]
-                        p2[x] += wt * d2[yr, j]
-                        pc[x] += cd[yr, j] if m else zero
-                    # OLS of [F1; F2] on [C1; C2], both dates relative to the centre's
-                    # date-1 values (one shift for all 2n points keeps the slope and the
-                    # F test unchanged, and the float32 sums accurate); a second loop
-                    # over the same (cached) window row: at most five sums per loop, or
-                    # LLVM stops vectorising
-                    for x in range(np.uint64(0), np.uint64(nx)):
-                        j = x + uc
-                        f1d = a1[yr, j] - cf1[x]
-                        f2d = a2[yr, j] - cf2[x]
-                        m = (abs(f1d) < th1) & (abs(f2d) < th2)
-                        x1 = c1[yr, j] - cc1[x] if m else zero
-                        x2 = c2[yr, j] - cc1[x] if m else zero
-                        y1 = f1d if m else zero
-                        y2 = a2[yr, j] - cf1[x] if m else zero
-                        qx[x] += x1 + x2
-                        qy[x] += y1 + y2
-                        qxx[x] += x1 * x1 + x2 * x2
-                        qxy[x] += x1 * y1 + x2 * y2
-                        qyy[x] += y1 * y1 + y2 * y2
+            for c in range(k):
+                dd = dist[r, c]
                 for x in range(nx):
-                    ux[x] += qx[x]
-                    uy[x] += qy[x]
-                    uxx[x] += qxx[x]
-                    uxy[x] += qxy[x]
-                    uyy[x] += qyy[x]
-            else:
-                for c in range(k):
-                    dd = dist[r, c]
-                    uc = np.uint64(c)
-                    for x in range(np.uint64(0), np.uint64(nx)):
-                        j = x + uc
-                        f1d = a1[yr, j] - cf1[x]
-                        f2d = a2[yr, j] - cf2[x]
-                        m = (abs(f1d) < th1) & (abs(f2d) < th2)
-                        wt = one / (g[yr, j] * dd + _EPS_D)
-                        wt = wt if m else zero
-                        pn[x] += one if m else zero
-                        pw[x] += wt
-                        p1[x] += wt * d1[yr, j]
-                        p2[x] += wt * d2[yr, j]
-                        pc[x] += cd[yr, j] if m else zero
+                    j = x + c
+                    m = (abs(a1[yr, j] - cf1[x]) < th1) & (abs(a2[yr, j] - cf2[x]) < th2)
+                    wt = one / (g[yr, j] * dd + _EPS_D)
+                    wt = wt if m else zero
+                    pn[x] += one if m else zero
+                    pw[x] += wt
+                    p1[x] += wt * d1[yr, j]
+                    p2[x] += wt * d2[yr, j]
+                    pc[x] += cd[yr, j] if m else zero
             for x in range(nx):
                 tn[x] += pn[x]
                 tw[x] += pw[x]
@@ -383,28 +285,75 @@ def estarfm_block(
                 t2s[x] += p2[x]
                 tc[x] += pc[x]
 
-        # the conversion coefficient where the gate passes: slope, F test, 0 < V <= V_MAX
+        lo = nx
+        hi = -1
         for x in range(nx):
+            need_v[x] = False
             vcoef[x] = 1.0
-            if not fused or valid[yc, x + w] == 0.0 or tn[x] <= 5.0:
-                continue
-            if abs(tc[x] / tn[x]) < gate:
-                continue
-            npts = 2.0 * tn[x]
-            sxx = uxx[x] - ux[x] * ux[x] / npts
-            sxy = uxy[x] - ux[x] * uy[x] / npts
-            syy = uyy[x] - uy[x] * uy[x] / npts
-            if sxx > 0.0:
-                slope = sxy / sxx
-                ssr = sxy * sxy / sxx
-                sse = syy - ssr
-                df = int(npts) - 2
-                if sse > 0.0:
-                    fval = ssr / (sse / df)
-                else:
-                    fval = np.inf if ssr > 0.0 else 0.0
-                if fval >= fcrit[df] and slope > 0.0 and slope <= V_MAX:
-                    vcoef[x] = slope
+            if valid[yc, x + w] > 0.0 and tn[x] > 5.0:
+                if abs(tc[x] / tn[x]) >= gate:
+                    need_v[x] = True
+                    lo = min(lo, x)
+                    hi = max(hi, x)
+        # pass 2 (only where the gate passes): OLS of [F1; F2] on [C1; C2] over the candidates
+        if hi >= lo:
+            ux[:] = 0.0
+            uy[:] = 0.0
+            uxx[:] = 0.0
+            uxy[:] = 0.0
+            uyy[:] = 0.0
+            for r in range(k):
+                yr = y + r
+                qx[:] = 0.0
+                qy[:] = 0.0
+                qxx[:] = 0.0
+                qxy[:] = 0.0
+                qyy[:] = 0.0
+                for c in range(k):
+                    uc = np.uint64(c)
+                    # unsigned indices: no negative-index wraparound, so LLVM vectorises
+                    for x in range(np.uint64(lo), np.uint64(hi + 1)):
+                        j = x + uc
+                        f1d = a1[yr, j] - cf1[x]
+                        f2d = a2[yr, j] - cf2[x]
+                        m = (abs(f1d) < th1) & (abs(f2d) < th2)
+                        # both dates relative to the centre's date-1 values (one shift for
+                        # all 2n points keeps the regression unchanged)
+                        x1 = c1[yr, j] - cc1[x]
+                        x2 = c2[yr, j] - cc1[x]
+                        f1d = f1d if m else zero
+                        f2d = a2[yr, j] - cf1[x] if m else zero
+                        x1 = x1 if m else zero
+                        x2 = x2 if m else zero
+                        qx[x] += x1 + x2
+                        qy[x] += f1d + f2d
+                        qxx[x] += x1 * x1 + x2 * x2
+                        qxy[x] += x1 * f1d + x2 * f2d
+                        qyy[x] += f1d * f1d + f2d * f2d
+                for x in range(lo, hi + 1):
+                    ux[x] += qx[x]
+                    uy[x] += qy[x]
+                    uxx[x] += qxx[x]
+                    uxy[x] += qxy[x]
+                    uyy[x] += qyy[x]
+            for x in range(lo, hi + 1):
+                if not need_v[x]:
+                    continue
+                npts = 2.0 * tn[x]
+                sxx = uxx[x] - ux[x] * ux[x] / npts
+                sxy = uxy[x] - ux[x] * uy[x] / npts
+                syy = uyy[x] - uy[x] * uy[x] / npts
+                if sxx > 0.0:
+                    slope = sxy / sxx
+                    ssr = sxy * sxy / sxx
+                    sse = syy - ssr
+                    df = int(npts) - 2
+                    if sse > 0.0:
+                        fval = ssr / (sse / df)
+                    else:
+                        fval = np.inf if ssr > 0.0 else 0.0
+                    if fval >= fcrit[df] and slope > 0.0 and slope <= 5.0:
+                        vcoef[x] = slope
 
         # predictions
         lo = nx
