@@ -253,3 +253,26 @@ def test_ubestarfm_abnormal_r_is_clamped():
     block = np.pad(np.stack([f1, c1, f2, c2, c0]), ((0, 0), (w, w), (w, w)), constant_values=np.nan)
     got = _estarfm_kernel.ubestarfm_block(block, w, th1, th2, -100.0, 100.0)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-3)
+
+
+def test_building_the_lazy_graph_reads_the_cube_twice_at_most():
+    # validate (a strided sample of each variable: two computes) and one coverage pass
+    # for pairs, targets and the checks of explicit dates, instead of one dask compute
+    # per question (it was four)
+    from dask.callbacks import Callback
+
+    ds = xstf.datasets.synthetic(size=32, days=40, seed=2, cloud_fraction=0.0).chunk({"time": 1})
+    starts = []
+
+    class Count(Callback):
+        def _start(self, dsk):
+            starts.append(len(dsk))
+
+    with Count():
+        pred = xstf.estarfm(ds, half_window=3)
+    assert isinstance(pred.data, dsa.Array)
+    assert 1 <= len(starts) <= 3
+    starts.clear()
+    with Count():
+        xstf.estarfm(ds, targets=pred.time[:2], pairs=xstf.cube.pair_dates(ds), half_window=3)
+    assert len(starts) <= 4  # pair_dates itself is one of them
