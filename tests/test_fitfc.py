@@ -131,3 +131,21 @@ def test_errors_same_as_estarfm():
         fitfc(ds, targets=[TARGET], half_window=3, regression_window=3, n_similar=0)
     with pytest.raises(TypeError, match="regression_window must be an int"):
         fitfc(ds, targets=[TARGET], half_window=3, regression_window=2.5)
+
+
+def test_progress_bar_on_eager_runs_only(capsys):
+    ds = xstf.datasets.synthetic(size=24, days=20, seed=2, cloud_fraction=0.0)
+    kw = {"half_window": 2, "regression_window": 3, "n_similar": 4}
+    targets = xstf.cube.target_dates(ds)[:3]
+    quiet = fitfc(ds, targets=targets, **kw)  # default: no bar when stderr is not a tty
+    assert "FitFC" not in capsys.readouterr().err
+    shown = fitfc(ds, targets=targets, progress=True, **kw)
+    err = capsys.readouterr().err
+    assert "FitFC" in err and "3/3" in err
+    np.testing.assert_array_equal(quiet.values, shown.values)
+    fitfc(ds.chunk({"time": 1}), targets=targets, progress=True, **kw)  # lazy: nothing to show
+    assert "FitFC" not in capsys.readouterr().err
+    xstf.estarfm(ds, targets=targets, half_window=2, progress=True)
+    assert "ESTARFM" in capsys.readouterr().err
+    xstf.starfm(ds, targets=targets, half_window=2, progress=True)
+    assert "STARFM" in capsys.readouterr().err

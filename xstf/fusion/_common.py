@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +28,7 @@ from ..errors import CubeError
 __all__ = [
     "as_float32_threshold",
     "check_half_window",
+    "progress_dates",
     "run_kernel",
     "scene_std",
 ]
@@ -71,6 +73,27 @@ def scene_std(da2d: Any) -> Any:
 
         return dsa.nanstd(da2d.astype(np.float64), ddof=1)
     return np.asarray(np.nanstd(np.asarray(da2d, dtype=np.float64), ddof=1))
+
+
+def progress_dates(
+    dates: Sequence[Any], method: str, progress: bool | None, lazy: bool
+) -> Iterable[Any]:
+    """``dates``, wrapped in a tqdm bar when the run is eager and ``progress`` asks for it.
+
+    ``progress=None`` (the default of the methods): a bar for eager (numpy) runs of more
+    than one date when stderr is a terminal, so scripts and tests stay quiet. Lazy runs
+    never get one here: the work happens at compute time (use dask's diagnostics).
+    """
+    show = (not lazy) and (
+        bool(progress) if progress is not None else (len(dates) > 1 and sys.stderr.isatty())
+    )
+    if not show:
+        return dates
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm missing: no bar
+        return dates
+    return tqdm(dates, desc=method, unit="date")
 
 
 def _is_dask(a: Any) -> bool:

@@ -17,8 +17,10 @@ import xarray as xr
 from .. import cube as _cube
 from ..prediction import resolve_dates, wrap_prediction
 from ._common import (
+    _is_dask,
     as_float32_threshold,
     check_half_window,
+    progress_dates,
     run_kernel,
     scene_std,
 )
@@ -93,6 +95,7 @@ def estarfm(
     bias_correction: bool = False,
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
     rule: Literal["bracket", "nearest"] = "bracket",
+    progress: bool | None = None,
 ) -> xr.DataArray:
     """Fuse fine and coarse LST with ESTARFM (or ubESTARFM) on the target dates.
 
@@ -136,6 +139,10 @@ def estarfm(
         Share of valid pixels for a date to count as observed (pairs, targets).
     rule : {"bracket", "nearest"}
         Reference-pair rule, see :func:`xstf.cube.reference_pairs`.
+    progress : bool, optional
+        A progress bar (tqdm) over the dates of an eager (numpy) run. Default: shown
+        when stderr is a terminal and there is more than one date; lazy runs compute
+        later and never show one.
 
     Returns
     -------
@@ -182,7 +189,8 @@ def estarfm(
     stds: dict[pd.Timestamp, Any] = {}
     results, used = [], []
     factor = 1.0 if bias_correction else 2.0 / float(num_class)
-    for t in targets_idx:
+    lazy = any(_is_dask(ds[v].data) for v in (fine, coarse))
+    for t in progress_dates(targets_idx, method, progress, lazy):
         p1, p2 = _cube.reference_pairs(pairs_idx, t, n=2, rule=rule)
         i1, i2, i0 = times.get_loc(p1), times.get_loc(p2), times.get_loc(t)
         for p, i in ((p1, i1), (p2, i2)):

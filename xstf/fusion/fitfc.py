@@ -20,7 +20,7 @@ import xarray as xr
 
 from .. import cube as _cube
 from ..prediction import resolve_dates, wrap_prediction
-from ._common import check_half_window, run_kernel
+from ._common import _is_dask, check_half_window, progress_dates, run_kernel
 
 __all__ = ["fitfc"]
 
@@ -52,6 +52,7 @@ def fitfc(
     n_similar: int = 30,
     regression_window: int | None = None,
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
+    progress: bool | None = None,
 ) -> xr.DataArray:
     """Fuse fine and coarse LST with FitFC on the target dates.
 
@@ -96,6 +97,10 @@ def fitfc(
         about 3 × 3 coarse pixels.
     min_coverage : float
         Share of valid pixels for a date to count as observed (pairs, targets).
+    progress : bool, optional
+        A progress bar (tqdm) over the dates of an eager (numpy) run. Default: shown
+        when stderr is a terminal and there is more than one date; lazy runs compute
+        later and never show one.
 
     Returns
     -------
@@ -138,7 +143,8 @@ def fitfc(
     fdata = ds[fine].data
     cdata = ds[coarse].data
     results, used = [], []
-    for t in targets_idx:
+    lazy = any(_is_dask(ds[v].data) for v in (fine, coarse))
+    for t in progress_dates(targets_idx, "FitFC", progress, lazy):
         (p,) = _cube.reference_pairs(pairs_idx, t, n=1, rule="nearest")
         ik, i0 = times.get_loc(p), times.get_loc(t)
         layers = [fdata[ik], cdata[ik], cdata[i0]]

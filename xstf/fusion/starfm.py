@@ -15,8 +15,10 @@ import xarray as xr
 from .. import cube as _cube
 from ..prediction import resolve_dates, wrap_prediction
 from ._common import (
+    _is_dask,
     as_float32_threshold,
     check_half_window,
+    progress_dates,
     run_kernel,
     scene_std,
 )
@@ -57,6 +59,7 @@ def starfm(
     epsilon: float = 0.01,
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
     rule: Literal["bracket", "nearest"] = "bracket",
+    progress: bool | None = None,
 ) -> xr.DataArray:
     """Fuse fine and coarse LST with STARFM on the target dates.
 
@@ -98,6 +101,10 @@ def starfm(
         Share of valid pixels for a date to count as observed.
     rule : {"bracket", "nearest"}
         Reference-pair rule, see :func:`xstf.cube.reference_pairs`.
+    progress : bool, optional
+        A progress bar (tqdm) over the dates of an eager (numpy) run. Default: shown
+        when stderr is a terminal and there is more than one date; lazy runs compute
+        later and never show one.
 
     Returns
     -------
@@ -148,7 +155,8 @@ def starfm(
     cdata = ds[coarse].data
     stds: dict[pd.Timestamp, Any] = {}
     results, used = [], []
-    for t in targets_idx:
+    lazy = any(_is_dask(ds[v].data) for v in (fine, coarse))
+    for t in progress_dates(targets_idx, "STARFM", progress, lazy):
         chosen = _cube.reference_pairs(pairs_idx, t, n=int(n_pairs), rule=rule)
         layers = [cdata[times.get_loc(t)]]
         for p in chosen:
