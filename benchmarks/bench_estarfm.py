@@ -5,6 +5,9 @@ Run (from the repository root)::
     .venv/bin/python benchmarks/bench_estarfm.py              # everything (a few minutes)
     .venv/bin/python benchmarks/bench_estarfm.py --skip-big   # without the 4000² Zarr run
     .venv/bin/python benchmarks/bench_estarfm.py --quick      # 950² only, 1 and 2 threads
+    # before/after: the 950² easy and hard cases, interleaved with another checkout
+    git worktree add /tmp/xstf-before <old commit>
+    .venv/bin/python benchmarks/bench_estarfm.py --baseline /tmp/xstf-before --repeat 5
 
 Every configuration runs in a fresh subprocess so its peak memory (``ru_maxrss``) is
 its own; the numba kernels are compiled (or loaded from the cache) and warmed up on a
@@ -110,6 +113,7 @@ def child(cfg: dict) -> dict:
             pred.to_dataset().to_zarr(cfg["out"], mode="w", consolidated=False)
         wall = time.perf_counter() - t0
         change = float("nan")
+        build = float("nan")
     else:
         ds = _scene(n, cfg.get("dates", "january"))
         change = float(np.nanmean(ds.coarse[2].values - ds.coarse[0].values))
@@ -117,7 +121,9 @@ def child(cfg: dict) -> dict:
         base = _rss_mb()
         fn = xstf.starfm if method == "starfm" else xstf.estarfm
         kw = {"bias_correction": True} if method == "ubestarfm" else {}
+        tb = time.perf_counter()
         pred = fn(cube, targets=[ds.time.values[1]], half_window=w, **kw)
+        build = time.perf_counter() - tb  # validation, coverage, dates: the lazy graph
         t0, c0 = time.perf_counter(), _cpu_s()
         with dask.config.set(scheduler="threads", num_workers=threads):
             pred.compute()
@@ -125,6 +131,7 @@ def child(cfg: dict) -> dict:
     return {
         **cfg,
         "wall_s": wall,
+        "build_s": build,
         "cpu_s": _cpu_s() - c0,
         "mpx_s": n * n / wall / 1e6,
         "peak_mb": _rss_mb(),
@@ -133,12 +140,18 @@ def child(cfg: dict) -> dict:
     }
 
 
-def run(cfg: dict) -> dict:
+def run(cfg: dict, tree: str | None = None) -> dict:
+    """Run one configuration in a fresh process; ``tree``: import xstf from there."""
+    env = dict(os.environ)
+    root = tree or str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
     out = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(cfg)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
+        cwd=root,
     )
     if out.returncode != 0:
         raise RuntimeError(f"benchmark child failed for {cfg}:\n{out.stderr[-3000:]}")
@@ -153,6 +166,34 @@ def _row(r: dict) -> str:
     )
 
 
+def compare(baseline: str, repeat: int, threads: int, chunk: int) -> None:
+    """Interleaved before/after runs of the 950² easy and hard cases, medians and ratios."""
+    import statistics
+
+    print(f"# before: {baseline}\n# after:  {Path(__file__).resolve().parents[1]}\n")
+    print(
+        "| case | threads | before s (median) | after s (median) | speed-up "
+        "| graph build before / after s |"
+    )
+    print("|---|---|---|---|---|---|")
+    for dates in ("january", "april"):
+        cfg = {"size": 950, "half_window": 25, "threads": threads, "chunk": chunk, "dates": dates}
+        before, after = [], []
+        for _ in range(repeat):  # interleaved: the machine's load hits both alike
+            before.append(run(cfg, baseline))
+            after.append(run(cfg))
+        b = statistics.median(r["wall_s"] for r in before)
+        a = statistics.median(r["wall_s"] for r in after)
+        bb = statistics.median(r.get("build_s", float("nan")) for r in before)
+        ab = statistics.median(r["build_s"] for r in after)
+        case = "easy (no V)" if dates == "january" else "hard (V regression)"
+        print(
+            f"| {case} | {threads} | {b:.2f} | {a:.2f} | {b / a:.2f}x | {bb:.3f} / {ab:.3f} |",
+            flush=True,
+        )
+    print("\nEach run is a fresh process; walls exclude set-up and compilation.")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -162,9 +203,14 @@ def main() -> None:
     p.add_argument("--big-only", action="store_true", help="only the Zarr-to-Zarr run")
     p.add_argument("--chunk", type=int, default=256, help="rows per dask chunk")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--baseline", help="another xstf checkout: interleaved before/after runs")
+    p.add_argument("--repeat", type=int, default=5, help="runs per side with --baseline")
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.baseline:
+        compare(args.baseline, args.repeat, args.threads, args.chunk)
         return
     print(f"# ESTARFM benchmark — {os.cpu_count()} CPUs; one target date; times exclude set-up\n")
     head = (

@@ -31,7 +31,15 @@ def estarfm_reference(
     th1 = np.nanstd(f1, ddof=1) * factor
     th2 = np.nanstd(f2, ddof=1) * factor
     out = np.full((ny, nx), np.nan)
-    info = {"many": 0, "few": 0, "v_tested": 0, "v_accepted": 0, "fallback": 0}
+    info = {
+        "many": 0,
+        "few": 0,
+        "v_tested": 0,
+        "v_accepted": 0,
+        "v_too_steep": 0,
+        "fallback": 0,
+        "abnormal_r": 0,
+    }
     for i in range(ny):
         for j in range(nx):
             if not valid[i, j]:
@@ -59,6 +67,7 @@ def estarfm_reference(
                     r = 1.0 - 0.5 * (
                         np.abs((fc1 - cc1) / (fc1 + cc1)) + np.abs((fc2 - cc2) / (fc2 + cc2))
                     )
+                info["abnormal_r"] += int(np.sum(np.isfinite(r) & (r < -1.0)))
                 r[~np.isfinite(r) | (r > 1.0) | (r < -1.0)] = 0.5
                 d = 1.0 + np.sqrt((yy[cand] - i) ** 2 + (xx[cand] - j) ** 2) / w
                 dd = (1.0 - r) * d + 1e-7
@@ -68,6 +77,7 @@ def estarfm_reference(
                     info["v_tested"] += 1
                     fit = stats.linregress(np.r_[cc1, cc2], np.r_[W1[cand], W2[cand]])
                     # simple regression: the slope's t-test p-value is the F-test p-value
+                    info["v_too_steep"] += int(fit.pvalue <= 0.05 and fit.slope > 5.0)
                     if fit.pvalue <= 0.05 and 0.0 < fit.slope <= 5.0:
                         v = fit.slope
                         info["v_accepted"] += 1

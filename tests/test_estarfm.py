@@ -218,3 +218,61 @@ def test_errors():
     no_target = ds.isel(time=[0, 2])
     with pytest.raises(xstf.CubeError, match="no target dates"):
         xstf.estarfm(no_target, half_window=3)
+
+
+def test_conversion_coefficient_above_five_is_rejected():
+    # on the right, the fine image warms ~6x as much as the coarse one between the
+    # pairs: significant slopes > 5 there, which the reference (and the paper's code)
+    # reject (V = 1); a kernel accepting steeper slopes disagrees on those pixels
+    layers = make_scene(seed=5)
+    f1 = layers[0]
+    xx = np.arange(f1.shape[1])[None, :]
+    layers[2] = np.where(xx >= 30, f1 + 48.0 + 1.5 * (f1 - 290.0), layers[2]).astype(np.float32)
+    info = _check_against_reference(layers, 4)
+    assert info["v_too_steep"] > 20 and info["v_accepted"] > 20
+
+
+def test_ubestarfm_abnormal_r_is_clamped():
+    # 1 - R > 2 (R < -1) cannot happen with LST in K (F + C is never near 0), so the
+    # clamp is checked on the kernel itself with zero-mean anomalies, against the
+    # reference (which sets R = 0.5 there)
+    from xstf.fusion._common import as_float32_threshold
+
+    rng = np.random.default_rng(3)
+    ny, nx, w = 24, 28, 3
+    f1, f2 = (rng.normal(0.0, 1.0, (ny, nx)).astype(np.float32) for _ in range(2))
+    c1 = (f1 + rng.normal(0.3, 0.8, (ny, nx))).astype(np.float32)
+    c2 = (f2 + rng.normal(-0.3, 0.8, (ny, nx))).astype(np.float32)
+    c0 = (0.5 * (c1 + c2) + rng.normal(0.0, 0.2, (ny, nx))).astype(np.float32)
+    ref, info = estarfm_reference(
+        f1, c1, f2, c2, c0, w, dn_min=-100.0, dn_max=100.0, bias_correction=True
+    )
+    assert info["abnormal_r"] > 100
+    th1 = as_float32_threshold(float(np.nanstd(f1.astype(np.float64), ddof=1)))
+    th2 = as_float32_threshold(float(np.nanstd(f2.astype(np.float64), ddof=1)))
+    block = np.pad(np.stack([f1, c1, f2, c2, c0]), ((0, 0), (w, w), (w, w)), constant_values=np.nan)
+    got = _estarfm_kernel.ubestarfm_block(block, w, th1, th2, -100.0, 100.0)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-3)
+
+
+def test_building_the_lazy_graph_reads_the_cube_twice_at_most():
+    # validate (a strided sample of each variable: two computes) and one coverage pass
+    # for pairs, targets and the checks of explicit dates, instead of one dask compute
+    # per question (it was four)
+    from dask.callbacks import Callback
+
+    ds = xstf.datasets.synthetic(size=32, days=40, seed=2, cloud_fraction=0.0).chunk({"time": 1})
+    starts = []
+
+    class Count(Callback):
+        def _start(self, dsk):
+            starts.append(len(dsk))
+
+    with Count():
+        pred = xstf.estarfm(ds, half_window=3)
+    assert isinstance(pred.data, dsa.Array)
+    assert 1 <= len(starts) <= 3
+    starts.clear()
+    with Count():
+        xstf.estarfm(ds, targets=pred.time[:2], pairs=xstf.cube.pair_dates(ds), half_window=3)
+    assert len(starts) <= 4  # pair_dates itself is one of them

@@ -159,6 +159,15 @@ class STFAccessor:
 
         return estarfm(self._ds, targets, pairs, **kwargs)
 
+    def fitfc(self, targets: Any = None, pairs: Any = None, **kwargs: Any) -> xr.DataArray:
+        """FitFC fusion (numba over dask): regression on the target's own coarse image.
+
+        See :func:`xstf.fusion.fitfc.fitfc` for every parameter.
+        """
+        from .fusion.fitfc import fitfc
+
+        return fitfc(self._ds, targets, pairs, **kwargs)
+
     def starfm(self, targets: Any = None, pairs: Any = None, **kwargs: Any) -> xr.DataArray:
         """STARFM fusion (numba over dask). See :func:`xstf.fusion.starfm.starfm`."""
         from .fusion.starfm import starfm

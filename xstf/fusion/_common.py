@@ -3,38 +3,34 @@
 The kernels work on one padded numpy block (a halo of ``w`` pixels, NaN beyond the
 scene) and return its interior. This module
 
-- resolves and checks the pair and target dates (:func:`resolve_dates`),
+- (dates and the output DataArray are :mod:`xstf.prediction`'s job),
 - builds, per target, the stack of layers a kernel needs,
 - runs a kernel over a numpy scene (row strips on a thread pool) or lazily over a
   dask array (``overlap`` with a NaN boundary + ``blockwise``; chunks smaller than
   the halo are merged first, explicitly),
-- and wraps the result into a ``(time, y, x)`` DataArray with the reference pairs
-  of each date as coordinates ``reference_pair_1``, ``reference_pair_2``... along time.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
-from collections.abc import Callable, Hashable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import dask
 import numpy as np
-import pandas as pd
 import xarray as xr
 
-from .. import cube as _cube
 from ..errors import CubeError
 
 __all__ = [
     "as_float32_threshold",
     "check_half_window",
-    "resolve_dates",
+    "progress_dates",
     "run_kernel",
     "scene_std",
-    "wrap_result",
 ]
 
 
@@ -67,86 +63,6 @@ def check_half_window(ds: xr.Dataset, half_window: Any, name: str = "half_window
     return w
 
 
-def _as_dates(values: Any, times: pd.DatetimeIndex, what: str) -> pd.DatetimeIndex:
-    if isinstance(values, (xr.DataArray, pd.Series)):
-        values = values.values
-    try:
-        if isinstance(values, str) or np.ndim(values) == 0:
-            values = [pd.Timestamp(values if isinstance(values, str) else np.asarray(values)[()])]
-        if not isinstance(values, (np.ndarray, pd.Index)):
-            values = list(values)
-        idx = pd.DatetimeIndex(pd.to_datetime(values))
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{what} must be dates (datetime-like), got {values!r}: {err}") from None
-    missing = idx[~idx.isin(times)]
-    if len(missing):
-        raise CubeError(
-            f"{len(missing)} of the {what} are not dates of the cube: "
-            f"{[str(d.date()) for d in missing[:5]]}; the cube's time runs "
-            f"{times[0].date()}..{times[-1].date()} ({len(times)} dates)"
-        )
-    return pd.DatetimeIndex(sorted(set(idx)), name="time")
-
-
-def resolve_dates(
-    ds: xr.Dataset,
-    fine: Hashable,
-    coarse: Hashable,
-    targets: Any,
-    pairs: Any,
-    min_coverage: float,
-    n_pairs: int,
-    method: str,
-) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
-    """Validate the cube and return ``(targets, pairs)``.
-
-    Default pairs: :func:`xstf.cube.pair_dates`; default targets:
-    :func:`xstf.cube.target_dates` (usable coarse, no usable fine).
-    """
-    _cube.validate(ds, fine, coarse, min_coverage, require_pairs=n_pairs if pairs is None else 0)
-    times = pd.DatetimeIndex(ds["time"].values)
-    if pairs is None:
-        pairs_idx = _cube.pair_dates(ds, fine, coarse, min_coverage)
-    else:
-        pairs_idx = _as_dates(pairs, times, "pairs")
-        sub = ds[[fine, coarse]].sel(time=pairs_idx)
-        cov = _cube.coverage(sub, fine, coarse).compute()
-        empty = [
-            str(pd.Timestamp(t).date())
-            for t, a, b in zip(pairs_idx, cov[fine].values, cov[coarse].values, strict=True)
-            if a == 0.0 or b == 0.0
-        ]
-        if empty:
-            raise CubeError(
-                f"pair date(s) {empty} have no valid {fine!r} or {coarse!r} pixel: "
-                "choose other pairs"
-            )
-    if len(pairs_idx) < n_pairs:
-        raise CubeError(
-            f"{method} needs at least {n_pairs} pair(s) (dates where both {fine!r} and "
-            f"{coarse!r} cover >= {min_coverage:.0%}); found {len(pairs_idx)}: "
-            f"{[str(d.date()) for d in pairs_idx]}. Lower min_coverage, fill gaps or add dates"
-        )
-    if targets is None:
-        targets_idx = _cube.target_dates(ds, fine, coarse, min_coverage)
-        if len(targets_idx) == 0:
-            raise CubeError(
-                f"the cube has no target dates (dates where {coarse!r} covers >= "
-                f"{min_coverage:.0%} and {fine!r} does not): pass targets=[...] explicitly "
-                "(a pair date is predicted leave-one-out)"
-            )
-    else:
-        targets_idx = _as_dates(targets, times, "targets")
-        cov = ds[coarse].sel(time=targets_idx).notnull().mean(("y", "x")).compute().values
-        empty = [str(t.date()) for t, c in zip(targets_idx, cov, strict=True) if c == 0.0]
-        if empty:
-            raise CubeError(
-                f"target date(s) {empty[:5]} have no valid {coarse!r} pixel: nothing to "
-                "predict from; drop them from targets"
-            )
-    return targets_idx, pairs_idx
-
-
 def scene_std(da2d: Any) -> Any:
     """Sample standard deviation (ddof=1) of the finite pixels of one date, in float64.
 
@@ -159,8 +75,29 @@ def scene_std(da2d: Any) -> Any:
     return np.asarray(np.nanstd(np.asarray(da2d, dtype=np.float64), ddof=1))
 
 
+def progress_dates(
+    dates: Sequence[Any], method: str, progress: bool | None, lazy: bool
+) -> Iterable[Any]:
+    """``dates``, wrapped in a tqdm bar when the run is eager and ``progress`` asks for it.
+
+    ``progress=None`` (the default of the methods): a bar for eager (numpy) runs of more
+    than one date when stderr is a terminal, so scripts and tests stay quiet. Lazy runs
+    never get one here: the work happens at compute time (use dask's diagnostics).
+    """
+    show = (not lazy) and (
+        bool(progress) if progress is not None else (len(dates) > 1 and sys.stderr.isatty())
+    )
+    if not show:
+        return dates
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm missing: no bar
+        return dates
+    return tqdm(dates, desc=method, unit="date")
+
+
 def _is_dask(a: Any) -> bool:
-    return type(a).__module__.startswith("dask")
+    return dask.is_dask_collection(a)
 
 
 def _even_chunks(n: int, chunks: Sequence[int], minimum: int) -> tuple[int, ...]:
@@ -199,6 +136,7 @@ def run_kernel(
     layer -> lazy dask result with the spatial chunks of the first dask layer (merged
     where smaller than ``halo``); all numpy -> numpy, computed now on row strips in threads.
     """
+    stats = list(stats) or [0.0]  # kernels without whole-scene statistics
     if any(_is_dask(a) for a in layers) or any(_is_dask(s) for s in stats):
         return _run_dask(call, layers, halo, stats, **kwargs)
     block = np.stack([np.asarray(a, dtype=np.float32) for a in layers])
@@ -263,40 +201,3 @@ def _run_dask(
         meta=np.empty((0, 0), dtype=np.float32),
         **kwargs,
     )
-
-
-def wrap_result(
-    ds: xr.Dataset,
-    coarse: Hashable,
-    targets: pd.DatetimeIndex,
-    results: list[Any],
-    used: list[list[pd.Timestamp]],
-    method: str,
-    parameters: dict[str, Any],
-) -> xr.DataArray:
-    """Stack per-date results into a ``(time, y, x)`` DataArray on the cube's grid."""
-    if any(_is_dask(r) for r in results):
-        import dask.array as dsa
-
-        data = dsa.stack(results)
-    else:
-        data = np.stack(results)
-    template = ds[coarse].sel(time=targets)
-    out = xr.DataArray(data, coords=template.coords, dims=template.dims, name=method.lower())
-    npair = max(len(u) for u in used)
-    for k in range(npair):
-        ref = np.full(len(targets), np.datetime64("NaT"), dtype="datetime64[ns]")
-        for i, u in enumerate(used):
-            if k < len(u):
-                ref[i] = np.datetime64(pd.Timestamp(u[k]).to_datetime64(), "ns")
-        name = f"reference_pair_{k + 1}"
-        out = out.assign_coords({name: ("time", ref)})
-        out[name].attrs["long_name"] = f"reference pair {k + 1} (in date order) used for each date"
-    out.attrs = {
-        "units": "K",
-        "standard_name": "surface_temperature",
-        "long_name": f"fine-scale LST predicted by {method}",
-        "method": method,
-        "parameters": json.dumps(parameters, sort_keys=True, default=str),
-    }
-    return out

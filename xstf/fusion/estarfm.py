@@ -15,13 +15,14 @@ import pandas as pd
 import xarray as xr
 
 from .. import cube as _cube
+from ..prediction import resolve_dates, wrap_prediction
 from ._common import (
+    _is_dask,
     as_float32_threshold,
     check_half_window,
-    resolve_dates,
+    progress_dates,
     run_kernel,
     scene_std,
-    wrap_result,
 )
 
 __all__ = ["estarfm", "f_critical"]
@@ -96,6 +97,7 @@ def estarfm(
     rule: Literal["bracket", "nearest"] = "bracket",
     anchor: Literal["coarse"] | None = None,
     gain: float = 1.0,
+    progress: bool | None = None,
 ) -> xr.DataArray:
     """Fuse fine and coarse LST with ESTARFM (or ubESTARFM) on the target dates.
 
@@ -144,6 +146,10 @@ def estarfm(
         own coarse image and keep the sub-km detail (:func:`xstf.anchor.anchor`).
     gain : float
         With ``anchor="coarse"``, the gain in ``[0, 1]`` on that detail (0 = coarse only).
+    progress : bool, optional
+        A progress bar (tqdm) over the dates of an eager (numpy) run. Default: shown
+        when stderr is a terminal and there is more than one date; lazy runs compute
+        later and never show one.
 
     Returns
     -------
@@ -190,7 +196,8 @@ def estarfm(
     stds: dict[pd.Timestamp, Any] = {}
     results, used = [], []
     factor = 1.0 if bias_correction else 2.0 / float(num_class)
-    for t in targets_idx:
+    lazy = any(_is_dask(ds[v].data) for v in (fine, coarse))
+    for t in progress_dates(targets_idx, method, progress, lazy):
         p1, p2 = _cube.reference_pairs(pairs_idx, t, n=2, rule=rule)
         i1, i2, i0 = times.get_loc(p1), times.get_loc(p2), times.get_loc(t)
         for p, i in ((p1, i1), (p2, i2)):
@@ -223,5 +230,5 @@ def estarfm(
     }
     from ..anchor import anchor_result
 
-    out = wrap_result(ds, coarse, targets_idx, results, used, method, params)
+    out = wrap_prediction(results, ds, targets_idx, method, params, used, coarse)
     return anchor_result(ds, out, anchor, gain, coarse)

@@ -13,13 +13,14 @@ import pandas as pd
 import xarray as xr
 
 from .. import cube as _cube
+from ..prediction import resolve_dates, wrap_prediction
 from ._common import (
+    _is_dask,
     as_float32_threshold,
     check_half_window,
-    resolve_dates,
+    progress_dates,
     run_kernel,
     scene_std,
-    wrap_result,
 )
 
 __all__ = ["starfm"]
@@ -60,6 +61,7 @@ def starfm(
     rule: Literal["bracket", "nearest"] = "bracket",
     anchor: Literal["coarse"] | None = None,
     gain: float = 1.0,
+    progress: bool | None = None,
 ) -> xr.DataArray:
     """Fuse fine and coarse LST with STARFM on the target dates.
 
@@ -106,6 +108,10 @@ def starfm(
         own coarse image and keep the sub-km detail (:func:`xstf.anchor.anchor`).
     gain : float
         With ``anchor="coarse"``, the gain in ``[0, 1]`` on that detail (0 = coarse only).
+    progress : bool, optional
+        A progress bar (tqdm) over the dates of an eager (numpy) run. Default: shown
+        when stderr is a terminal and there is more than one date; lazy runs compute
+        later and never show one.
 
     Returns
     -------
@@ -156,7 +162,8 @@ def starfm(
     cdata = ds[coarse].data
     stds: dict[pd.Timestamp, Any] = {}
     results, used = [], []
-    for t in targets_idx:
+    lazy = any(_is_dask(ds[v].data) for v in (fine, coarse))
+    for t in progress_dates(targets_idx, "STARFM", progress, lazy):
         chosen = _cube.reference_pairs(pairs_idx, t, n=int(n_pairs), rule=rule)
         layers = [cdata[times.get_loc(t)]]
         for p in chosen:
@@ -194,5 +201,5 @@ def starfm(
     }
     from ..anchor import anchor_result
 
-    out = wrap_result(ds, coarse, targets_idx, results, used, "STARFM", params)
+    out = wrap_prediction(results, ds, targets_idx, "STARFM", params, used, coarse)
     return anchor_result(ds, out, anchor, gain, coarse)
