@@ -75,7 +75,7 @@ def test_block_extraction_handles_indent_and_opt_out():
 def test_page_snippets_run_verbatim(page, tmp_path, monkeypatch):
     blocks = python_blocks(page.read_text(encoding="utf-8"))
     if not blocks:
-        pytest.skip(f"{page.name} has no ```python block")
+        return  # nothing to run on this page
     if any(_DEEP.search(code) for _, code in blocks):
         pytest.importorskip("torch", reason=f"{page.name} uses the deep models (xstf[torch])")
     import matplotlib

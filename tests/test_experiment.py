@@ -122,10 +122,8 @@ def test_benchmark_cli_writes_a_complete_report(tmp_path, capsys):
 
 
 @pytest.mark.realdata
-def test_orleans_benchmark(tmp_path):
-    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "orleans"
-    if not data.exists():
-        pytest.skip(f"real data not found at {data}")
+def test_orleans_benchmark(tmp_path: Path, orleans_data: Path):
+    data = orleans_data
     out = tmp_path / "orleans"
     argv = ["benchmark", "--orleans", str(data), "--methods", "estarfm,ubestarfm",
             "--test", "0.4", "--quiet", "--out", str(out)]  # fmt: skip

@@ -1,11 +1,10 @@
 """End to end on the real Orléans Landsat 8 / MODIS files: read, build, fuse (ESTARFM), score.
 
-Skips cleanly when ``../shared/data`` (next to the repository) is absent.
+Skips cleanly when the data are absent (``$XSTF_DATA``, default ``../shared/data`` next to
+the repository: see ``tests/conftest.py``).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import dask.array as dsa
 import numpy as np
@@ -15,28 +14,24 @@ import pytest
 import xstf
 from xstf.io import open_landsat, open_modis
 
-ORLEANS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "orleans"
-pytestmark = [
-    pytest.mark.realdata,
-    pytest.mark.skipif(not ORLEANS.exists(), reason="../shared/data/orleans is absent"),
-]
+pytestmark = pytest.mark.realdata
 DATES = ["2017-01-19", "2017-04-09", "2018-02-23", "2018-10-21", "2019-09-06"]
 
 
 @pytest.fixture(scope="module")
-def cube():
+def cube(orleans_data):
     with pytest.warns(UserWarning, match="0 °C"):
-        fine = open_landsat(ORLEANS / "landsat8", band=1, units="degC")
+        fine = open_landsat(orleans_data / "landsat8", band=1, units="degC")
     with pytest.warns(UserWarning, match="0 °C"):
-        coarse = open_modis(ORLEANS / "modis", units="degC")
+        coarse = open_modis(orleans_data / "modis", units="degC")
     with pytest.warns(UserWarning, match=r"sphere of R=6371007\.181"):
         ds = xstf.build_cube(fine, coarse)
     return ds
 
 
-def test_readers_on_the_real_files():
+def test_readers_on_the_real_files(orleans_data):
     with pytest.warns(UserWarning):
-        fine = open_landsat(ORLEANS / "landsat8", units="degC", return_qc=True)
+        fine = open_landsat(orleans_data / "landsat8", units="degC", return_qc=True)
     lst = fine["lst"]
     assert lst.shape == (5, 400, 400) and lst.rio.crs.to_epsg() == 32631
     assert [str(d.date()) for d in pd.DatetimeIndex(lst.time.values)] == DATES
@@ -46,7 +41,7 @@ def test_readers_on_the_real_files():
     # 0 is missing: NaN exactly where the file holds 0 in band 1, the rest is °C + 273.15
     import rasterio
 
-    with rasterio.open(ORLEANS / "landsat8" / "LC08_199027_20170119.tif") as src:
+    with rasterio.open(orleans_data / "landsat8" / "LC08_199027_20170119.tif") as src:
         raw = src.read(1)
     np.testing.assert_array_equal(np.isnan(v[0]), raw == 0)
     np.testing.assert_allclose(

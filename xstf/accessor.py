@@ -71,6 +71,18 @@ class STFAccessor:
     def __init__(self, ds: xr.Dataset) -> None:
         self._ds = ds
 
+    def __repr__(self) -> str:
+        """Grid, dates, variables; pairs, targets and coverage when cheap (in-memory data)."""
+        from ._repr import cube_repr_text
+
+        return cube_repr_text(self._ds)
+
+    def _repr_html_(self) -> str:
+        """The same as a table, for Jupyter. See :func:`xstf._repr.cube_info`."""
+        from ._repr import cube_repr_html
+
+        return cube_repr_html(self._ds)
+
     # -- the cube -----------------------------------------------------------------------------
     def validate(
         self,

@@ -18,6 +18,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 
 import xstf
 from xstf import plot
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         "overview": lambda: plot.overview(ds, n=3),
         "compare": lambda: plot.compare(ds, baseline, target, reference="truth", coarse=None),
         "scores": lambda: plot.scores(scores, ["rmse", "ssim", "bias"]),
-        "scatter": lambda: plot.scatter(ds, "coarse", reference="truth", time=targets),
+        "scatter": lambda: plot.scatter(
+            ds, "coarse", reference="truth", time=targets, label="coarse only"
+        ),
         "timeseries": lambda: plot.timeseries(ds, region="cropland", predictions=None),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -52,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         if path.exists() and not args.overwrite:
             print(f"kept {path} (exists; pass --overwrite to replace it)")
             continue
-        make().savefig(path, dpi=args.dpi)
+        fig = make()
+        fig.savefig(path, dpi=args.dpi)
+        plt.close(fig)  # the figures are pyplot-managed
         print(f"wrote {path}")
     print(f"cube: {args.size} x {args.size} px, {args.days} days, {len(pairs)} pairs; "
           f"compare date {target.date()}")  # fmt: skip
