@@ -440,7 +440,7 @@ def cv_table(result: xr.DataArray) -> pd.DataFrame:
     >>> out = xstf.fuse.fuse(ds, targets=ds.time[40], half_window=4, progress=False,
     ...                 candidates=["STARFM"], gains=(0.0, 1.0))
     >>> t = cv_table(out)
-    >>> t.groupby("date").n_valid.nunique().max()  # one mask per date
+    >>> int(t.groupby("date").n_valid.nunique().max())  # one mask per date
     1
     """
     cols = ["method", "gain", "date", "rmse", "bias", "ubrmse", "n_valid"]
