@@ -209,7 +209,7 @@ def fuse(
     ...                 candidates=["ESTARFM", "STARFM"], gains=(0.0, 0.5, 1.0))
     >>> sorted(xstf.fuse.cv_table(out).columns)[:3]
     ['bias', 'date', 'gain']
-    >>> json.loads(out.attrs["fuse"])["choice"]["method"] in ("ESTARFM", "STARFM", "coarse only")
+    >>> json.loads(out.attrs["fuse"])["choice"]["method"] in ("ESTARFM", "STARFM", "blend")
     True
     """
     _cube.validate(ds, fine, coarse, min_coverage, require_pairs=2)
