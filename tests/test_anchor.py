@@ -174,3 +174,16 @@ def test_accessor_anchor_delegates():
     np.testing.assert_array_equal(
         ds.stf.anchor(pred, gain=0.3).values, anchor(pred, ds, gain=0.3).values
     )
+
+
+@pytest.mark.torch
+def test_deep_predict_anchor_option_is_the_shared_step():
+    pytest.importorskip("torch")
+    ds = xstf.datasets.synthetic(size=48, days=100, seed=0, cloud_fraction=0.0)
+    m = xstf.models.fit(ds, "edcstfn", epochs=1, batch_size=8, patch_size=32, stride=16, width=4,
+                        ae_epochs=0, max_patches=8, progress=False, device="cpu")  # fmt: skip
+    tg = ds.stf.targets[:2]
+    plain = xstf.models.predict(ds, m, targets=tg, device="cpu")
+    anchored = xstf.models.predict(ds, m, targets=tg, device="cpu", anchor="coarse", gain=0.25)
+    np.testing.assert_array_equal(anchored.values, anchor(plain, ds, gain=0.25).values)
+    assert "anchor" in anchored.attrs

@@ -91,7 +91,7 @@ def test_cv_rmse_against_a_direct_leave_one_out(cube):
     ref = cube.fine.sel(time=[d]).values
     m = np.isfinite(ref) & np.isfinite(cube.coarse.sel(time=[d]).values)
     m &= np.isfinite(p1.values) & np.isfinite(p2.values)
-    blend = p1.copy(data=(p1.values.astype(float) + p2.values) / 2)
+    blend = p1.copy(data=((p1.values.astype(float) + p2.values) / 2).astype("float32"))
     for name, p in (("STARFM", p1), ("blend", blend)):
         a = xstf.anchor.anchor(p, cube, gain=1.0).values
         row = t[(t.date == str(d.date())) & (t.method == name) & (t.gain == 1.0)]
@@ -159,3 +159,15 @@ def test_accessor_fuse_delegates(cube):
         cube, cube.time[40], half_window=4, progress=False, candidates=["STARFM"], gains=(0.5,)
     )
     np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_median_blend_is_lazy_and_matches_numpy():
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(290, 2, (2, 16, 16)).astype("float32") for _ in range(3)]
+    arrays[1][0, 3, 4] = np.nan
+    eager = fuse_mod._median(arrays)
+    lazy = fuse_mod._median([dsa.from_array(a, chunks=(1, 8, 8)) for a in arrays])
+    assert isinstance(lazy, dsa.Array)
+    np.testing.assert_array_equal(lazy.compute(), eager)
+    np.testing.assert_allclose(eager[1], np.median(np.stack(arrays)[:, 1], axis=0), rtol=1e-7)
+    assert np.isnan(eager[0, 3, 4])  # a gap in one candidate is a gap in the blend

@@ -71,6 +71,18 @@ def _method(name: str):
     return getattr(importlib.import_module(mod), func), defaults
 
 
+def _median(arrays: list[Any]) -> Any:
+    """Per-pixel median of the candidates' predictions (NaN where any is NaN); lazy on dask."""
+    if any(not isinstance(a, np.ndarray) for a in arrays):
+        import dask.array as dsa
+
+        st = dsa.stack([dsa.asarray(a) for a in arrays]).astype(np.float64)
+        return dsa.map_blocks(np.median, st, axis=0, drop_axis=0, dtype=np.float64).astype(
+            np.float32
+        )
+    return np.median(np.stack(arrays).astype(np.float64), axis=0).astype(np.float32)
+
+
 def _scores(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     e = pred[mask].astype(np.float64) - ref[mask].astype(np.float64)
     if e.size == 0:
@@ -123,7 +135,7 @@ def fuse(
        (:func:`xstf.anchor.anchor`; gain 0 is coarse only) and scored against the
        observed fine image on **one common mask** per date: pixels valid in the fine
        image, the coarse image and every candidate's prediction. With ``blend`` the
-       mean of the candidates' predictions is a candidate too.
+       per-pixel median of the candidates' predictions is a candidate too.
     2. *Choice.* The (method, gain) with the lowest mean RMSE over the validation
        dates (ties: the smaller gain, then the order of ``candidates``). Gain 0 (coarse
        only) is in the grid, so on the validation dates the choice is never worse
@@ -156,8 +168,9 @@ def fuse(
     half_window : int, optional
         Passed to every candidate (their ``half_window``) unless ``options`` says otherwise.
     blend : bool
-        Also validate the *blend*: the mean of every candidate's prediction (then
-        anchored), which averages out the methods' independent pattern errors.
+        Also validate the *blend*: the per-pixel median of the candidates' predictions
+        (then anchored), which averages out the methods' independent pattern errors and,
+        with three or more candidates, ignores one that fails on a date.
     unanchored : bool
         Also let the methods *unanchored* compete (their level taken from the pairs,
         ``F_k + (C_0 − C_k)``): that can win where the MODIS–Landsat bias is the same on
@@ -196,7 +209,7 @@ def fuse(
     ...                 candidates=["ESTARFM", "STARFM"], gains=(0.0, 0.5, 1.0))
     >>> sorted(xstf.fuse.cv_table(out).columns)[:3]
     ['bias', 'date', 'gain']
-    >>> json.loads(out.attrs["fuse"])["choice"]["method"] in ("ESTARFM", "STARFM", "coarse only")
+    >>> json.loads(out.attrs["fuse"])["choice"]["method"] in ("ESTARFM", "STARFM", "blend")
     True
     """
     _cube.validate(ds, fine, coarse, min_coverage, require_pairs=2)
@@ -294,7 +307,7 @@ def fuse(
 
     if choice["method"] == "blend":
         parts = [_method(n)[0](work, tg, pool, **opts[n]) for n in names]
-        pred = parts[0].copy(data=sum(p.data for p in parts) / len(parts))
+        pred = parts[0].copy(data=_median([p.data for p in parts]))
     else:
         pred = _method(choice["method"])[0](work, tg, pool, **opts[choice["method"]])
     g = choice["gain"]
@@ -347,10 +360,7 @@ def _validate(
                 mask &= np.isfinite(np.asarray(p.values))
             if blend and len(computed) >= 2 and len(computed) == len(names):
                 first = next(iter(computed.values()))
-                computed["blend"] = first.copy(
-                    data=sum(np.asarray(p.values, dtype=np.float64) for p in computed.values())
-                    / len(names)
-                )
+                computed["blend"] = first.copy(data=_median([p.values for p in computed.values()]))
             records.append({"method": "coarse only", "gain": 0.0, "date": str(d.date()),
                             **_scores(c0v, ref, mask)})  # fmt: skip
             for n, p in computed.items():
@@ -430,7 +440,7 @@ def cv_table(result: xr.DataArray) -> pd.DataFrame:
     >>> out = xstf.fuse.fuse(ds, targets=ds.time[40], half_window=4, progress=False,
     ...                 candidates=["STARFM"], gains=(0.0, 1.0))
     >>> t = cv_table(out)
-    >>> t.groupby("date").n_valid.nunique().max()  # one mask per date
+    >>> int(t.groupby("date").n_valid.nunique().max())  # one mask per date
     1
     """
     cols = ["method", "gain", "date", "rmse", "bias", "ubrmse", "n_valid"]
