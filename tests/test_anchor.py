@@ -157,7 +157,7 @@ def test_bad_input_errors(fields):
         xstf.anchor.anchor_result(xr.Dataset({"coarse": _da(c)}), _da(p), None, gain=0.5)
 
 
-@pytest.mark.parametrize("method", ["estarfm", "starfm"])
+@pytest.mark.parametrize("method", ["estarfm", "starfm", "fitfc"])
 def test_fusion_anchor_option_is_the_shared_step(method):
     ds = xstf.datasets.synthetic(size=64, days=40, seed=3).chunk({"y": 32, "x": 32})
     func = getattr(xstf, method)

@@ -27,6 +27,7 @@ from .units import convert_units, to_kelvin
 _LAZY = {
     "estarfm": ("xstf.fusion.estarfm", "estarfm"),
     "starfm": ("xstf.fusion.starfm", "starfm"),
+    "fitfc": ("xstf.fusion.fitfc", "fitfc"),
     "metrics": ("xstf.scoring", "metrics"),
     "build_cube": ("xstf.build", "build_cube"),
     "fill_gaps": ("xstf.gapfill", "fill_gaps"),

@@ -58,7 +58,7 @@ __all__ = [
 #: Label of the trivial baseline, "coarse only" in prose: the coarse image on the fine grid.
 BASELINE = "coarse_only"
 #: Methods that need no training.
-CLASSICAL = ("estarfm", "ubestarfm", "starfm")
+CLASSICAL = ("estarfm", "ubestarfm", "starfm", "fitfc", "fuse")
 #: The survey's protocol: 8 test samples for 51 pairs.
 SURVEY_TEST_SHARE = 8 / 51
 SCORES = ("rmse", "ssim", "psnr", "sam", "cc", "ergas")
@@ -126,6 +126,11 @@ METHODS: dict[str, Method] = {
         description="ESTARFM with bias correction (ubESTARFM)",
     ),
     "starfm": Method(_lazy("xstf.fusion.starfm", "starfm"), description="STARFM"),
+    "fitfc": Method(_lazy("xstf.fusion.fitfc", "fitfc"), description="FitFC (uses the target's MODIS)"),
+    "fuse": Method(
+        _lazy("xstf.fuse", "fuse"),
+        description="xstf's default: anchored method and gain chosen by leave-one-pair-out CV",
+    ),
     **{
         m: Method(_deep(m), trains=True, description=f"{m.upper()} (deep model, PyTorch)")
         for m in ("edcstfn", "sttfn", "mlffgan", "ganstfm")

@@ -12,7 +12,7 @@ grid.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,8 @@ def fitfc(
     regression_window: int | None = None,
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
     progress: bool | None = None,
+    anchor: Literal["coarse"] | None = None,
+    gain: float = 1.0,
 ) -> xr.DataArray:
     """Fuse fine and coarse LST with FitFC on the target dates.
 
@@ -101,6 +103,11 @@ def fitfc(
         A progress bar (tqdm) over the dates of an eager (numpy) run. Default: shown
         when stderr is a terminal and there is more than one date; lazy runs compute
         later and never show one.
+    anchor : {None, "coarse"}
+        ``"coarse"``: take the prediction's level at the MODIS scale from the target's
+        own coarse image and keep the sub-km detail (:func:`xstf.anchor.anchor`).
+    gain : float
+        With ``anchor="coarse"``, the gain in ``[0, 1]`` on that detail (0 = coarse only).
 
     Returns
     -------
@@ -158,4 +165,7 @@ def fitfc(
         "fine": str(fine),
         "coarse": str(coarse),
     }
-    return wrap_prediction(results, ds, targets_idx, "FitFC", params, used, coarse)
+    from ..anchor import anchor_result
+
+    out = wrap_prediction(results, ds, targets_idx, "FitFC", params, used, coarse)
+    return anchor_result(ds, out, anchor, gain, coarse)
