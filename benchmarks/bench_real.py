@@ -80,7 +80,8 @@ def methods_for(cube: xr.Dataset, d: pd.Timestamp, others: pd.DatetimeIndex, arg
 
         t0 = time.perf_counter()
         m = models.fit(hidden, "edcstfn", epochs=args.epochs, batch_size=8, patch_size=64,
-                       stride=32, ae_epochs=0, progress=False, device="cpu", split=(0, 0))  # fmt: skip
+                       stride=32, max_patches=64, width=8, ae_epochs=0, progress=False,
+                       device="cpu", split=(0, 0))  # fmt: skip
         p = models.predict(hidden, m, targets=[d], device="cpu").compute()
         timings["EDCSTFN"] = time.perf_counter() - t0
         out["EDCSTFN"] = p
