@@ -27,6 +27,7 @@ __all__ = [
     "validation_mse",
 ]
 
+
 def _expand(valid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if valid.dtype != torch.bool:
         raise TypeError(f"valid must be a bool tensor, got dtype {valid.dtype}")
