@@ -179,7 +179,7 @@ def bench_patches(batch: int = 16, size: int = 95, n_batches: int = 20) -> None:
     smp = samples(pairs[2:], pairs, 2)
     patches = select_patches(ds, smp, size, 20, 0.5)
     data = PatchDataset(ds, smp, patches, size, 290.0, 8.0)
-    idx = np.random.default_rng(0).permutation(len(patches))[: batch * n_batches]
+    idx = np.random.default_rng(0).choice(len(patches), size=batch * n_batches)
     ways = {"per item + collate": lambda ii: default_collate([data[int(i)] for i in ii])}
     if hasattr(data, "batch"):
         ways["batched"] = lambda ii: data.batch(ii)

@@ -326,3 +326,12 @@ def test_feature_loss_follows_the_reference_definition():
     expected = ((fp - ft) ** 2).mean() + (1 - cos.mean()) + masked_ms_ssim_loss(pred, target, valid)
     got = rec.content_loss(pred, target, valid)
     assert float(got) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_receptive_field_is_computed_and_matches_a_gradient_probe():
+    from xstf.models.tiling import measure_receptive_field, receptive_field
+
+    # one 3 x 3 convolution per encoder block (either path) and per decoder block: 4 + 4
+    net = ganstfm.build()
+    assert receptive_field(net) == 8
+    assert measure_receptive_field(net, n_refs=1) == 8

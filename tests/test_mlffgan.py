@@ -251,6 +251,7 @@ def test_prediction_is_tile_and_chunk_invariant(cube, lively):
         assert np.nanmax(d) <= 1e-4, (label, np.nanmax(d))
 
 
+@pytest.mark.slow
 def test_receptive_field_matches_a_gradient_probe():
     from xstf.models.tiling import measure_receptive_field
 

@@ -585,15 +585,20 @@ class PatchDataset:
             from torch.utils.data import default_collate
 
             return default_collate([self[int(i)] for i in idx])  # type: ignore[no-any-return]
-        k = np.arange(self.size)
+        from numpy.lib.stride_tricks import sliding_window_view
+
         t = self._t[idx]  # (B, R + 1)
-        iy = (self._y0[idx][:, None] + k)[:, None, :, None]  # (B, 1, S, 1)
-        ix = (self._x0[idx][:, None] + k)[:, None, None, :]  # (B, 1, 1, S)
+        y0, x0 = self._y0[idx][:, None], self._x0[idx][:, None]
         lv = self._lv[idx][:, None, None, None]
-        tt = t[:, :, None, None]  # (B, R + 1, 1, 1)
-        m, sd = self.mean, self.std
-        f, fv = normalise(fd[tt, iy, ix].astype(np.float64), m, sd, lv)  # (B, R + 1, S, S)
-        c, cv = normalise(cd[tt, iy, ix].astype(np.float64), m, sd, lv)
+        m, sd, win = self.mean, self.std, (self.size, self.size)
+        # a (T, H - S + 1, W - S + 1, S, S) view of every patch; one fancy index copies
+        # the (B, R + 1) patches of the batch, block by block
+        f, fv = normalise(
+            sliding_window_view(fd, win, axis=(1, 2))[t, y0, x0].astype(np.float64), m, sd, lv
+        )
+        c, cv = normalise(
+            sliding_window_view(cd, win, axis=(1, 2))[t, y0, x0].astype(np.float64), m, sd, lv
+        )
         return {
             "c_refs": torch.from_numpy(c[:, :-1, None]),
             "f_refs": torch.from_numpy(f[:, :-1, None]),

@@ -138,7 +138,7 @@ def measure_receptive_field(
     Parameters
     ----------
     net : torch.nn.Module
-        The network (its weights are not changed).
+        The network (a copy is probed; its weights do not matter, only its layers).
     n_refs : int, optional
         Reference pairs (default: 1 if the network has no ``n_refs`` hint, tried 2 on failure).
     bands : int
@@ -156,11 +156,23 @@ def measure_receptive_field(
     >>> measure_receptive_field(xstf.models.create("edcstfn", width=2), n_refs=2)
     5
     """
+    import copy
+
     m = int(getattr(net, "size_multiple", 1))
     side = max(int(getattr(net, "min_side", 1)), 2 * m, 8)
     g = torch.Generator().manual_seed(0)
+    # probe a copy with non-negative, averaging weights (each kernel sums to about 1 per
+    # output channel) and positive biases, on positive inputs: no (Leaky)ReLU is dead and
+    # nothing cancels, so every input within the receptive field gets a non-zero gradient
+    net = copy.deepcopy(net).eval().float()
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.ndim >= 2:
+                p.copy_(p.abs() + 1e-3)
+                p.div_(p.sum() / max(1, p.shape[0] if p.shape[0] > 1 else p.shape[1]))
+            else:
+                p.copy_(p.abs() + 0.1)
     was_training = net.training
-    net.eval()
     refs = [n_refs] if n_refs is not None else [1, 2]
     try:
         h = max(start, 4 * m)
@@ -168,7 +180,7 @@ def measure_receptive_field(
             h = -(-h // m) * m
             c0 = (h // 2) // m * m
             for r in refs:
-                x = torch.randn(1, bands * (1 + 2 * r), h, side, generator=g).requires_grad_(True)
+                x = torch.rand(1, bands * (1 + 2 * r), h, side, generator=g).requires_grad_(True)
                 try:
                     stats = None
                     if _stat_stages(net):
