@@ -11,7 +11,7 @@ import pytest
 
 import xstf
 from xstf import fuse as fuse_mod
-from xstf.fuse import cv_table, fuse, report
+from xstf.fuse import available_candidates, cv_table, fuse, report
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,9 @@ def test_validation_never_sees_the_date_it_scores(cube, monkeypatch):
     import xstf.fusion.starfm as sta
 
     calls = []
-    real = {"estarfm": est.estarfm, "starfm": sta.starfm}
+    import xstf.fusion.fitfc as fit
+
+    real = {"estarfm": est.estarfm, "starfm": sta.starfm, "fitfc": fit.fitfc}
 
     def spy(name):
         def wrapped(ds, targets, pairs, **kw):
@@ -47,10 +49,13 @@ def test_validation_never_sees_the_date_it_scores(cube, monkeypatch):
 
     monkeypatch.setattr(est, "estarfm", spy("estarfm"))
     monkeypatch.setattr(sta, "starfm", spy("starfm"))
+    monkeypatch.setattr(fit, "fitfc", spy("fitfc"))
     held = cube.stf.pairs[2]  # a pair date predicted leave-one-out: it must stay hidden throughout
     out = fuse(cube, targets=[held], half_window=4, progress=False, gains=(0.0, 1.0))
     n_pool = len(cube.stf.pairs) - 1
-    assert len(calls) == n_pool * 3 + 1  # 3 candidates on each pool date, then the final run
+    n_cand = len(available_candidates())  # ESTARFM, ubESTARFM, STARFM, FitFC
+    assert n_cand == 4
+    assert len(calls) == n_pool * n_cand + 1  # every candidate on each pool date, then the final run
     for c in calls:
         for t in c["targets"]:
             assert str(t.date()) not in c["visible"], "a method saw the fine image it is scored on"
@@ -65,7 +70,7 @@ def test_common_mask_and_table(cube):
     out = fuse(cube, targets=cube.time[40], half_window=4, progress=False, gains=(0.0, 0.5, 1.0))
     t = cv_table(out)
     assert (t.groupby("date").n_valid.nunique() == 1).all()  # one mask per date for everything
-    assert set(t.method) == {"coarse only", "ESTARFM", "ubESTARFM", "STARFM", "blend"}
+    assert set(t.method) == {"coarse_only", "ESTARFM", "ubESTARFM", "STARFM", "FitFC", "blend"}
     # gain 0 is coarse only, exactly, whatever the method
     g0 = t[t.gain == 0.0].groupby("date").rmse.nunique()
     assert (g0 == 1).all()
@@ -75,8 +80,8 @@ def test_common_mask_and_table(cube):
     assert ch["validated"]
     best = min(r["rmse"] for r in info["mean"].values() if r["gain"] is not None)
     assert ch["cv_rmse"] == pytest.approx(best)
-    assert ch["cv_rmse"] <= info["mean"]["coarse only"]["rmse"] + 1e-12
-    assert "chosen:" in report(out) and "coarse only" in report(out)
+    assert ch["cv_rmse"] <= info["mean"]["coarse_only"]["rmse"] + 1e-12
+    assert "chosen:" in report(out) and "coarse_only" in report(out)
 
 
 def test_cv_rmse_against_a_direct_leave_one_out(cube):

@@ -48,7 +48,7 @@ def _images(fig: Figure) -> list[np.ndarray]:
 def test_compare_panels_titles_colourbars(ds, tmp_path):
     t = ds.stf.pairs[1]
     shifted = ds.truth + 0.5
-    fig = plot.compare(ds, {"coarse only": ds.coarse, "truth+0.5": shifted}, t, reference="fine")
+    fig = plot.compare(ds, {"coarse_only": ds.coarse, "truth+0.5": shifted}, t, reference="fine")
     _png(fig, tmp_path, "compare")
     # 2 rows x (coarse, reference, 2 predictions) panels + 2 colourbars
     assert len(fig.axes) == 2 * 4 + 2
@@ -69,7 +69,7 @@ def test_compare_panels_titles_colourbars(ds, tmp_path):
     hist_ax = fig.axes[1 * 4 + 1]
     assert hist_ax.get_title() == "error distribution"
     legend = [tx.get_text() for tx in hist_ax.get_legend().get_texts()]
-    assert legend == ["coarse", "coarse only", "truth+0.5"]
+    assert legend == ["coarse", "coarse_only", "truth+0.5"]
     # error map = prediction - reference in °C
     diff = (shifted - ds.fine).sel(time=t).values
     np.testing.assert_allclose(err[2].get_array().filled(np.nan), diff, atol=1e-4)
@@ -79,7 +79,7 @@ def test_compare_zoom_and_without_coarse(ds, tmp_path):
     t = ds.stf.pairs[0]
     fig = plot.compare(
         ds,
-        ds.coarse.rename("coarse only"),
+        ds.coarse.rename("coarse_only"),
         t,
         coarse=None,
         zoom={"y": slice(8, 40), "x": slice(0, 20)},
@@ -97,14 +97,14 @@ def test_compare_zoom_and_without_coarse(ds, tmp_path):
 
 
 def test_scores_lines_bars_and_regions(ds, tmp_path):
-    m = xstf.metrics({"coarse only": ds.coarse, "fine": ds.fine}, ds.truth)
+    m = xstf.metrics({"coarse_only": ds.coarse, "fine": ds.fine}, ds.truth)
     fig = plot.scores(m, ["rmse", "ssim"])
     _png(fig, tmp_path, "scores")
     assert len(fig.axes) == 2
     assert [ax.get_ylabel() for ax in fig.axes] == ["RMSE (°C)", "SSIM"]
     lines = fig.axes[0].get_lines()
-    assert [ln.get_label() for ln in lines] == ["coarse only", "fine"]
-    np.testing.assert_allclose(lines[0].get_ydata(), m.rmse.sel({"method": "coarse only"}).values)
+    assert [ln.get_label() for ln in lines] == ["coarse_only", "fine"]
+    np.testing.assert_allclose(lines[0].get_ydata(), m.rmse.sel({"method": "coarse_only"}).values)
     bars = plot.scores(m.isel(time=slice(0, 5)), "bias", kind="bar")
     assert len(bars.axes[0].patches) == 2 * 5
     reg = xstf.metrics(ds.coarse, ds.truth, regions=ds.landcover)
@@ -196,7 +196,7 @@ def test_scatter_names_the_method_and_gives_cc_per_date(ds):
         ok = np.isfinite(p) & np.isfinite(r)
         ccs.append(np.corrcoef(p[ok], r[ok])[0, 1])
     assert title[2].startswith(f"CC per date: mean {np.mean(ccs):.2f} (min {min(ccs):.2f}")
-    named = plot.scatter(ds, "coarse", reference="truth", time=dates[0], label="coarse only")
+    named = plot.scatter(ds, "coarse", reference="truth", time=dates[0], label="coarse_only")
     assert named.axes[0].get_title().startswith(f"coarse only vs truth, {dates[0].date()}\nRMSE")
 
 

@@ -533,6 +533,44 @@ def coverage(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse
     return out.drop_vars([c for c in out.coords if out[c].ndim == 0])
 
 
+def coverage_fractions(
+    ds: xr.Dataset,
+    fine: Hashable = "fine",
+    coarse: Hashable = "coarse",
+    *,
+    progress: bool | None = None,
+) -> dict[Hashable, np.ndarray]:
+    """Valid fraction per date of ``fine`` and ``coarse``, computed now, from the cached pass.
+
+    The eager twin of :func:`coverage`: the same numbers, from the one pass over the cube
+    that :func:`validate`, :func:`pair_dates` and :func:`target_dates` share (cached per
+    cube), so asking again does not read the data again.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    fine, coarse : hashable
+        Variable names.
+    progress : bool, optional
+        Progress bar for the pass (default: only in a notebook or terminal, when slow).
+
+    Returns
+    -------
+    dict
+        ``{fine: array, coarse: array}``, float64 per date in [0, 1].
+
+    Examples
+    --------
+    >>> import xstf
+    >>> cov = xstf.cube.coverage_fractions(xstf.datasets.synthetic(size=32, days=10))
+    >>> sorted(cov), cov["coarse"].shape
+    (['coarse', 'fine'], (10,))
+    """
+    scan = _scan(ds, fine, coarse, progress)
+    return {name: scan.coverage[name] for name in (fine, coarse)}
+
+
 def _observed(
     ds: xr.Dataset,
     fine: Hashable,

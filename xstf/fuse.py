@@ -286,7 +286,7 @@ def fuse(
         ok = [
             r
             for r in mean.values()
-            if r["method"] != "coarse only" and (unanchored or r["gain"] is not None)
+            if r["method"] != "coarse_only" and (unanchored or r["gain"] is not None)
         ]
         if not ok:
             raise CubeError(f"every candidate failed in the validation: {failed}")
@@ -300,7 +300,7 @@ def fuse(
             ),
         )
         choice = {"method": best["method"], "gain": best["gain"], "validated": True,
-                  "cv_rmse": best["rmse"], "cv_rmse_coarse_only": mean["coarse only"]["rmse"]}  # fmt: skip
+                  "cv_rmse": best["rmse"], "cv_rmse_coarse_only": mean["coarse_only"]["rmse"]}  # fmt: skip
         if best["gain"] is not None and best["gain"] == 0.0:
             choice["method_note"] = "gain 0 is coarse only whatever the method"
     info["choice"] = choice
@@ -361,7 +361,7 @@ def _validate(
             if blend and len(computed) >= 2 and len(computed) == len(names):
                 first = next(iter(computed.values()))
                 computed["blend"] = first.copy(data=_median([p.values for p in computed.values()]))
-            records.append({"method": "coarse only", "gain": 0.0, "date": str(d.date()),
+            records.append({"method": "coarse_only", "gain": 0.0, "date": str(d.date()),
                             **_scores(c0v, ref, mask)})  # fmt: skip
             for n, p in computed.items():
                 for g in gains:
@@ -387,8 +387,8 @@ def _summarise(records: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str,
         if set(grp["date"]) != set(dates):  # a method that failed on some date is not comparable
             continue
         key = (
-            "coarse only"
-            if m == "coarse only"
+            "coarse_only"
+            if m == "coarse_only"
             else f"{m} gain {gk}"
             if gk != "none"
             else f"{m} unanchored"
@@ -400,7 +400,7 @@ def _summarise(records: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str,
             "bias": float(grp["bias"].mean()),
             "ubrmse": float(grp["ubrmse"].mean()),
         }
-    base = mean.get("coarse only")
+    base = mean.get("coarse_only")
     skill: dict[str, Any] = {}
     if base is not None:
         for k, r in mean.items():

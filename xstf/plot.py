@@ -241,7 +241,7 @@ def compare(
     --------
     >>> import xstf
     >>> ds = xstf.datasets.synthetic(size=64, days=40, seed=0)
-    >>> fig = xstf.plot.compare(ds, {"coarse only": ds.coarse}, ds.stf.pairs[0], reference="truth")
+    >>> fig = xstf.plot.compare(ds, {"coarse_only": ds.coarse}, ds.stf.pairs[0], reference="truth")
     >>> fig.axes[0].get_title().startswith("coarse")
     True
     """
@@ -340,7 +340,7 @@ def scores(
     --------
     >>> import xstf
     >>> ds = xstf.datasets.synthetic(size=64, days=40, seed=0)
-    >>> m = xstf.metrics({"coarse only": ds.coarse}, ds.truth)
+    >>> m = xstf.metrics({"coarse_only": ds.coarse}, ds.truth)
     >>> fig = xstf.plot.scores(m, ["rmse", "ssim"])
     >>> [ax.get_ylabel() for ax in fig.axes]
     ['RMSE (°C)', 'SSIM']

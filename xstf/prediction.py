@@ -84,7 +84,9 @@ def as_dates(values: Any, times: pd.DatetimeIndex, what: str) -> pd.DatetimeInde
 def _coverage(
     ds: xr.Dataset, fine: Hashable | None, coarse: Hashable
 ) -> dict[Hashable, np.ndarray]:
-    names = [coarse] if fine is None else [fine, coarse]
+    if fine is not None:  # the cube's cached pass (validate has just made it)
+        return _cube.coverage_fractions(ds, fine, coarse)
+    names = [coarse]
     arrays = [ds[n].notnull().mean(("y", "x"), dtype="float64").data for n in names]
     values = dask.compute(*arrays)  # one pass over the cube, both variables
     return {n: np.asarray(v, dtype=np.float64) for n, v in zip(names, values, strict=True)}

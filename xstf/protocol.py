@@ -87,6 +87,13 @@ class Method:
         patch sizes that fit small scenes.
     description : str
         One line for ``xstf benchmark --help``.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> entry = xstf.experiment.METHODS["fitfc"]
+    >>> entry.trains, entry.description.split()[0]
+    (False, 'FitFC')
     """
 
     func: Callable[..., xr.DataArray]
