@@ -55,7 +55,9 @@ def test_validation_never_sees_the_date_it_scores(cube, monkeypatch):
     n_pool = len(cube.stf.pairs) - 1
     n_cand = len(available_candidates())  # ESTARFM, ubESTARFM, STARFM, FitFC
     assert n_cand == 4
-    assert len(calls) == n_pool * n_cand + 1  # every candidate on each pool date, then the final run
+    assert (
+        len(calls) == n_pool * n_cand + 1
+    )  # every candidate on each pool date, then the final run
     for c in calls:
         for t in c["targets"]:
             assert str(t.date()) not in c["visible"], "a method saw the fine image it is scored on"

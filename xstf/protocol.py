@@ -133,7 +133,9 @@ METHODS: dict[str, Method] = {
         description="ESTARFM with bias correction (ubESTARFM)",
     ),
     "starfm": Method(_lazy("xstf.fusion.starfm", "starfm"), description="STARFM"),
-    "fitfc": Method(_lazy("xstf.fusion.fitfc", "fitfc"), description="FitFC (uses the target's MODIS)"),
+    "fitfc": Method(
+        _lazy("xstf.fusion.fitfc", "fitfc"), description="FitFC (uses the target's MODIS)"
+    ),
     "fuse": Method(
         _lazy("xstf.fuse", "fuse"),
         description="xstf's default: anchored method and gain chosen by leave-one-pair-out CV",
