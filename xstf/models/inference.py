@@ -32,7 +32,6 @@ reference pixels (fine or coarse) do not make the output NaN: they are filled wi
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import threading
@@ -50,6 +49,7 @@ import xarray as xr
 
 from .. import cube as _cube
 from ..errors import CubeError
+from ..prediction import resolve_targets, wrap_prediction
 from .checkpoint import FittedModel, load_model
 from .data import scene_level
 from .registry import MODULES, get_spec, resolve_device
@@ -311,18 +311,8 @@ def predict(
     n_refs = fm.n_refs
     pairs = _cube.pair_dates(ds, fine, coarse, min_coverage)
     times = ds.indexes["time"]
-    if targets is None:
-        tg = _cube.target_dates(ds, fine, coarse, min_coverage)
-    else:
-        tg = pd.DatetimeIndex([pd.Timestamp(t) for t in np.atleast_1d(np.asarray(targets))])
-        absent = [str(t.date()) for t in tg if t not in times]
-        if absent:
-            raise CubeError(f"target date(s) {absent} are not in the cube's time coordinate")
-    if len(tg) == 0:
-        raise CubeError(
-            f"no target date to predict (no date with >= {min_coverage:.0%} coarse coverage that is "
-            "not a pair); pass targets=[...]"
-        )
+    # the date rules every method shares: explicit targets must be cube dates with coarse data
+    tg = resolve_targets(ds, targets, coarse, min_coverage, fine)
     refs = [_cube.reference_pairs(pairs, t, n=n_refs, rule=rule) for t in tg]  # type: ignore[arg-type]
     ti = times.get_indexer(tg)
     ri = [times.get_indexer(pd.DatetimeIndex([r[k] for r in refs])) for k in range(n_refs)]
@@ -372,36 +362,10 @@ def predict(
         "min_coverage": float(min_coverage),
         "split": cfg.get("split"),
     }
-    out = _wrap_output(data, ds[coarse].sel(time=tg), refs, spec.name, spec.reference, params)
+    # the output contract every method shares (xstf.prediction), plus the model's citation
+    out = wrap_prediction(data, ds, tg, spec.name, params, refs, coarse)
+    out.attrs["long_name"] = f"fine-scale LST predicted by {spec.name.upper()}"
+    out.attrs["reference"] = spec.reference
     from ..anchor import anchor_result
 
     return anchor_result(ds, out, anchor, gain, coarse)
-
-
-def _wrap_output(
-    data: Any,
-    template: xr.DataArray,
-    refs: list[list[pd.Timestamp]],
-    name: str,
-    reference: str,
-    params: dict[str, Any],
-) -> xr.DataArray:
-    """The prediction's DataArray: the template's coords, reference-pair coords and attrs.
-
-    The one place the deep models build their output (the layout of :func:`xstf.estarfm`).
-    """
-    out = xr.DataArray(data, coords=template.coords, dims=template.dims, name=name)
-    n_refs = len(refs[0]) if refs else 0
-    for k in range(n_refs):
-        coord = f"reference_pair_{k + 1}"
-        out = out.assign_coords({coord: ("time", pd.DatetimeIndex([r[k] for r in refs]).values)})
-        out[coord].attrs["long_name"] = f"reference pair {k + 1} (in date order) used for each date"
-    out.attrs = {
-        "units": "K",
-        "standard_name": "surface_temperature",
-        "long_name": f"fine-scale LST predicted by {name.upper()}",
-        "method": name,
-        "parameters": json.dumps(params, sort_keys=True, default=str),
-        "reference": reference,
-    }
-    return out
