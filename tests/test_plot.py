@@ -197,7 +197,7 @@ def test_scatter_names_the_method_and_gives_cc_per_date(ds):
         ccs.append(np.corrcoef(p[ok], r[ok])[0, 1])
     assert title[2].startswith(f"CC per date: mean {np.mean(ccs):.2f} (min {min(ccs):.2f}")
     named = plot.scatter(ds, "coarse", reference="truth", time=dates[0], label="coarse_only")
-    assert named.axes[0].get_title().startswith(f"coarse only vs truth, {dates[0].date()}\nRMSE")
+    assert named.axes[0].get_title().startswith(f"coarse_only vs truth, {dates[0].date()}\nRMSE")
 
 
 def test_figures_are_pyplot_managed_so_jupyter_shows_them(ds):
