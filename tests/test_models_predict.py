@@ -182,10 +182,26 @@ def test_model_and_cube_must_match(model, cube):
     other = cube.assign_attrs(coarse_resolution=500)
     with pytest.raises(xstf.CubeError, match="resolution ratio"):
         xstf.models.predict(other, model, targets=t, device="cpu")
-    with pytest.raises(xstf.CubeError, match="not in the cube"):
+    with pytest.raises(xstf.CubeError, match="not dates of the cube"):
         xstf.models.predict(cube, model, targets=["1999-01-01"], device="cpu")
     with pytest.raises(TypeError, match="FittedModel"):
         xstf.models.predict(cube, 3, device="cpu")
+
+
+def test_a_target_without_coarse_data_is_refused_like_estarfm(model, cube):
+    # one prediction contract (xstf.prediction): the same CubeError for every method
+    t = cube.time.values[5]
+    empty = cube.copy()
+    empty["coarse"] = empty.coarse.where(empty.time != t)
+    errors = []
+    for run in (
+        lambda: xstf.models.predict(empty, model, targets=[t], device="cpu"),
+        lambda: xstf.estarfm(empty, targets=[t], half_window=3),
+    ):
+        with pytest.raises(xstf.CubeError, match="no valid 'coarse' pixel") as err:
+            run()
+        errors.append(str(err.value))
+    assert errors[0] == errors[1]
 
 
 def test_a_model_name_is_refused_prediction_never_trains(cube, monkeypatch):
