@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README command 2: set up .venv, lint, type-check (mypy on xstf/), then run the whole test suite (docs build included).
+# README command 2: set up .venv, lint, mypy, then run the whole test suite (docs build included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
