@@ -219,7 +219,7 @@ def anchor(
         raise ValueError(
             f"prediction {dict(prediction.sizes)} and coarse {dict(coarse.sizes)} are not on one grid"
         )
-    kw = dict(gain=g, sigma=sig, truncate=float(truncate), fill=bool(fill))
+    kw: dict[str, Any] = dict(gain=g, sigma=sig, truncate=float(truncate), fill=bool(fill))
     pd_, cd = prediction.data, coarse.data
     lazy = not isinstance(pd_, np.ndarray) or not isinstance(cd, np.ndarray)
     if lazy:

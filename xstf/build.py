@@ -68,6 +68,7 @@ def fix_modis_crs(crs: Any) -> tuple[CRS, bool]:
     )
     if is_modis_sphere:
         return c, False
+    assert c.coordinate_operation is not None  # its method is sinusoidal (checked above)
     params = {p.name.lower(): p.value for p in c.coordinate_operation.params}
     lon0 = params.get("longitude of natural origin", params.get("longitude of center", 0.0))
     fe = params.get("false easting", 0.0)
@@ -320,6 +321,7 @@ def build_cube(
             c = c.rio.write_crs(new)
             after = c.odc.geobox.extent.centroid.to_crs("EPSG:4326").coords[0]
             ell = tagged.ellipsoid
+            assert ell is not None  # fix_modis_crs fixes only a CRS with an ellipsoid
             warnings.warn(
                 f"the coarse CRS is sinusoidal on the {ell.name} ellipsoid (a={ell.semi_major_metre} "
                 f"m): MODIS grids use a sphere of R={MODIS_SPHERE_RADIUS} m, so it is read as "

@@ -18,7 +18,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -285,7 +285,7 @@ def _scan(ds: xr.Dataset, fine: Hashable, coarse: Hashable, progress: bool | Non
     for da in (f_da, c_da):
         pieces += [
             da.notnull().mean(("y", "x"), dtype="float64").data,
-            np.isinf(da).sum(("y", "x")).data,
+            cast(xr.DataArray, np.isinf(da)).sum(("y", "x")).data,
             _strided(da).data,
         ]
     lazy = f_da.chunks is not None or c_da.chunks is not None

@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -405,7 +405,10 @@ def synthetic(
     >>> int(ds.landsat.sum())
     3
     """
-    ny, nx = (size, size) if np.isscalar(size) else tuple(size)  # type: ignore[misc]
+    if np.isscalar(size):
+        ny = nx = cast(int, size)
+    else:
+        ny, nx = tuple(cast(tuple[int, int], size))
     if ny < 8 or nx < 8 or days < 1:
         raise ValueError(
             f"size must be >= 8 pixels a side and days >= 1, got size={size}, days={days}"

@@ -102,12 +102,11 @@ def prepare(
     if want:
         ds = ds.chunk({d: c for d, c in want.items() if d in ds.dims})
     for v in list(ds.variables):
-        if ds[v].chunks is None:
+        var_chunks = ds[v].chunks
+        if var_chunks is None:
             continue
         fix = {
-            d: max(c)
-            for d, c in zip(ds[v].dims, ds[v].chunks, strict=True)
-            if not _regular(tuple(c))
+            d: max(c) for d, c in zip(ds[v].dims, var_chunks, strict=True) if not _regular(tuple(c))
         }
         if fix:  # Zarr needs regular chunks: rechunk that variable only
             ds[v] = ds[v].chunk(fix)
@@ -255,7 +254,7 @@ def repair_zarr(store: str | os.PathLike) -> Path:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
         group = zarr.open_group(path, mode="r+")
-        attrs = dict(group.attrs)
+        attrs: dict[str, Any] = dict(group.attrs)
         status = _status(attrs)
         if status in (None, "complete"):
             return path
@@ -319,24 +318,22 @@ def _check_append(ds: xr.Dataset, store: Any, append_dim: str) -> xr.Dataset:
             f"{_crs_name(old_crs)}): reproject the data onto the store's grid first"
         )
     for key in ("method", "parameters"):
-        for where, a, b in [("the dataset", old.attrs, ds.attrs)] + [
+        for where, old_attrs, new_attrs in [("the dataset", old.attrs, ds.attrs)] + [
             (f"variable {v!r}", old[v].attrs, ds[v].attrs) for v in ds.data_vars
         ]:
-            if (key in a or key in b) and a.get(key) != b.get(key):
+            if (key in old_attrs or key in new_attrs) and old_attrs.get(key) != new_attrs.get(key):
                 raise ValueError(
-                    f"cannot append: {where} has {key}={_short(b.get(key))} but the store has "
-                    f"{key}={_short(a.get(key))}; results of another method or other parameters "
-                    "go to another store (or another variable name)"
+                    f"cannot append: {where} has {key}={_short(new_attrs.get(key))} but the store "
+                    f"has {key}={_short(old_attrs.get(key))}; results of another method or other "
+                    "parameters go to another store (or another variable name)"
                 )
     static = []
     for v in list(ds.data_vars):
         ou, nu = old[v].attrs.get("units"), ds[v].attrs.get("units")
         if ou != nu:
             try:
-                same_kind = normalise_units(ou) in ("K", "degC") and normalise_units(nu) in (
-                    "K",
-                    "degC",
-                )
+                temps = ("K", "degC")
+                same_kind = normalise_units(str(ou)) in temps and normalise_units(str(nu)) in temps
             except ValueError:
                 same_kind = False
             if not same_kind:
@@ -349,6 +346,7 @@ def _check_append(ds: xr.Dataset, store: Any, append_dim: str) -> xr.Dataset:
                 UserWarning,
                 stacklevel=3,
             )
+            assert ou is not None  # normalise_units(str(None)) raised above
             conv = convert_units(ds[v], ou)
             conv.attrs["units"] = ou
             ds[v] = conv
@@ -522,7 +520,10 @@ def to_zarr(
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
-            result = ds.to_zarr(target, mode=mode, append_dim=append_dim, compute=compute, **kwargs)
+            # xarray's overloads want Literal mode/compute; ours are validated str/bool
+            result = ds.to_zarr(  # type: ignore[call-overload]
+                target, mode=mode, append_dim=append_dim, compute=compute, **kwargs
+            )
     except Exception:  # an error (not a kill): undo, so that the store is as it was
         if mode == "a":
             repair_zarr(store)  # back to the dates complete before the append
@@ -663,7 +664,10 @@ def to_netcdf(
     dest = Path(path)
     tmp = dest.parent / f".{dest.name}{_TMP_TAG}{uuid.uuid4().hex[:8]}"
     try:
-        written = ds.to_netcdf(tmp, mode="w", engine=engine, compute=compute, **kwargs)
+        # xarray's overloads want a Literal engine and compute; ours are plain str/bool
+        written = ds.to_netcdf(  # type: ignore[call-overload]
+            tmp, mode="w", engine=engine, compute=compute, **kwargs
+        )
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

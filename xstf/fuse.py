@@ -268,7 +268,11 @@ def fuse(
             UserWarning,
             stacklevel=2,
         )
-        choice = {"method": "ESTARFM", "gain": float(fallback_gain), "validated": False}
+        choice: dict[str, Any] = {
+            "method": "ESTARFM",
+            "gain": float(fallback_gain),
+            "validated": False,
+        }
         if "ESTARFM" not in opts:
             opts["ESTARFM"] = {**CANDIDATES["ESTARFM"][2], "fine": fine, "coarse": coarse,
                                "min_coverage": min_coverage}  # fmt: skip
@@ -342,7 +346,7 @@ def _validate(
         for d in pool:
             others = pool[pool != d]
             hidden = _hide(ds, fine, [d])
-            preds: dict[str, np.ndarray] = {}
+            preds: dict[str, xr.DataArray] = {}
             for n in names:
                 bar.set_postfix_str(f"{d.date()} {n}")
                 func, _ = _method(n)

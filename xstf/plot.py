@@ -125,13 +125,13 @@ def _robust(arrays: Sequence[np.ndarray], q: float = 2.0) -> tuple[float, float]
     return (float(lo), float(hi)) if hi > lo else (float(lo) - 0.5, float(hi) + 0.5)
 
 
-def _extent(da: xr.DataArray) -> list[float] | None:
+def _extent(da: xr.DataArray) -> tuple[float, float, float, float] | None:
     """imshow extent from pixel-centre coordinates (None when there are none)."""
     if "x" not in da.coords or "y" not in da.coords or da.sizes["x"] < 2 or da.sizes["y"] < 2:
         return None
     x, y = da["x"].values.astype(float), da["y"].values.astype(float)
     dx, dy = x[1] - x[0], y[1] - y[0]
-    return [x[0] - dx / 2, x[-1] + dx / 2, y[-1] + dy / 2, y[0] - dy / 2]
+    return (x[0] - dx / 2, x[-1] + dx / 2, y[-1] + dy / 2, y[0] - dy / 2)
 
 
 def _show(ax: Axes, da: xr.DataArray, **kw: Any):
@@ -351,7 +351,7 @@ def scores(
     missing = [s for s in names if s not in metrics.data_vars]
     if missing:
         raise ValueError(
-            f"no score(s) {missing} in the metrics (it has {sorted(metrics.data_vars)})"
+            f"no score(s) {missing} in the metrics (it has {sorted(metrics.data_vars, key=str)})"
         )
     if kind not in ("line", "bar"):
         raise ValueError(f"kind must be 'line' or 'bar', got {kind!r}")
@@ -628,7 +628,10 @@ def timeseries(
         ax = fig.add_subplot()
     else:
         fig = ax.get_figure()  # type: ignore[assignment]
-    styles = {str(truth): {"color": "k", "lw": 1.2}, str(coarse): {"color": "tab:orange", "lw": 1}}
+    styles: dict[str, dict[str, Any]] = {
+        str(truth): {"color": "k", "lw": 1.2},
+        str(coarse): {"color": "tab:orange", "lw": 1},
+    }
     for name, da in series.items():
         value, ok = pick(_in_units(da, units))
         v = np.asarray(value.values, dtype=float)
@@ -741,6 +744,7 @@ def overview(
                 ax.set_title(f"{t.date()}\n{'pair' if t in pairs else 'target'}")
             if j == 0:
                 ax.set_ylabel(str(r))
+    assert im is not None  # rows and dates are non-empty here (_robust raised otherwise)
     fig.colorbar(
         im,
         ax=axes[:, : len(dates)].ravel().tolist(),

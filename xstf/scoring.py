@@ -840,7 +840,7 @@ def metrics(
         raise ValueError(f"ratio (fine / coarse pixel size) must be > 0, got {ratio}")
     pred = _stack_methods(prediction, units_n, input_units)
     ref = _as_kelvin_or_celsius(reference, units_n, input_units, "reference")
-    ref = _align(pred, ref, dim_t)  # type: ignore[arg-type]
+    ref = _align(pred, ref, dim_t)
     _check_window([pred.sizes[d] for d in dim_t])
 
     base = None
@@ -853,7 +853,7 @@ def metrics(
         if "method" in baseline.dims:
             raise ValueError("the baseline has a 'method' dim: give one baseline prediction")
         base = _as_kelvin_or_celsius(baseline, units_n, input_units, "baseline")
-        base = _align(pred, base, dim_t)  # type: ignore[arg-type]
+        base = _align(pred, base, dim_t)
         base = base.drop_vars([c for c in base.coords if c not in base.dims])
 
     valid = pred.notnull() & ref.notnull()

@@ -169,6 +169,7 @@ def _run_dask(
 
     ref = next(a for a in layers if _is_dask(a)) if any(_is_dask(a) for a in layers) else None
     ny, nx = np.shape(layers[0])
+    chunks: tuple[tuple[int, ...], tuple[int, ...]]
     if ref is None:
         chunks = ((ny,), (nx,))
     else:

@@ -135,7 +135,7 @@ def _prepare(block: np.ndarray, unbiased: bool):
                 C1 = np.float64(c1v)
                 F2 = np.float64(f2v)
                 C2 = np.float64(c2v)
-                gg = 0.5 * (abs((F1 - C1) / (F1 + C1)) + abs((F2 - C2) / (F2 + C2)))
+                gg: float = 0.5 * (abs((F1 - C1) / (F1 + C1)) + abs((F2 - C2) / (F2 + C2)))
                 if not np.isfinite(gg):
                     gg = 0.5  # the reference replaces a NaN correlation by R = 0.5
                 g[i, j] = np.float32(gg)
@@ -313,16 +313,16 @@ def estarfm_block(
                     uc = np.uint64(c)
                     # unsigned indices: no negative-index wraparound, so LLVM vectorises
                     for x in range(np.uint64(lo), np.uint64(hi + 1)):
-                        j = x + uc
-                        f1d = a1[yr, j] - cf1[x]
-                        f2d = a2[yr, j] - cf2[x]
+                        ju = x + uc
+                        f1d = a1[yr, ju] - cf1[x]
+                        f2d = a2[yr, ju] - cf2[x]
                         m = (abs(f1d) < th1) & (abs(f2d) < th2)
                         # both dates relative to the centre's date-1 values (one shift for
                         # all 2n points keeps the regression unchanged)
-                        x1 = c1[yr, j] - cc1[x]
-                        x2 = c2[yr, j] - cc1[x]
+                        x1 = c1[yr, ju] - cc1[x]
+                        x2 = c2[yr, ju] - cc1[x]
                         f1d = f1d if m else zero
-                        f2d = a2[yr, j] - cf1[x] if m else zero
+                        f2d = a2[yr, ju] - cf1[x] if m else zero
                         x1 = x1 if m else zero
                         x2 = x2 if m else zero
                         qx[x] += x1 + x2
@@ -395,11 +395,11 @@ def estarfm_block(
                     dd = dist[r, c]
                     uc = np.uint64(c)
                     for x in range(np.uint64(lo), np.uint64(hi + 1)):
-                        j = x + uc
-                        f1d = a1[yr, j] - cf1[x]
-                        f2d = a2[yr, j] - cf2[x]
+                        ju = x + uc
+                        f1d = a1[yr, ju] - cf1[x]
+                        f2d = a2[yr, ju] - cf2[x]
                         m = (abs(f1d) < th1) & (abs(f2d) < th2)
-                        wt = one / (g[yr, j] * dd + _EPS_D)
+                        wt = one / (g[yr, ju] * dd + _EPS_D)
                         wt = wt if m else zero
                         qx[x] += wt * (f1d if m else zero)
                         qy[x] += wt * (f2d if m else zero)

@@ -269,7 +269,7 @@ def open_series(
     files = (
         list(paths)
         if isinstance(paths, list) and all(isinstance(p, Path) for p in paths)
-        else expand_paths(paths)  # type: ignore[arg-type]
+        else expand_paths(paths)
     )
     raws = [open_band(p, band, chunks) for p in files]
     tags = [dict(r.attrs) for r in raws]

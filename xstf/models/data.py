@@ -177,11 +177,11 @@ def split_dates(
         if unknown:
             raise ValueError(f"split keys must be 'train', 'val', 'test'; got {sorted(unknown)}")
         parts = {k: _dates(split[k], k) for k in ("val", "test") if k in split}
-        for k, ds_ in parts.items():
+        for part, ds_ in parts.items():
             bad = [str(d.date()) for d in ds_ if d not in pairs_idx]
             if bad:
                 raise CubeError(
-                    f"split[{k!r}] names date(s) {bad} that are not pairs of the cube "
+                    f"split[{part!r}] names date(s) {bad} that are not pairs of the cube "
                     f"(pairs: {[str(d.date()) for d in pairs_idx]})"
                 )
         val, test = parts.get("val", []), parts.get("test", [])
@@ -220,12 +220,11 @@ def split_dates(
                 f"training pairs. Add dates, lower min_coverage, or pass split=(0, 0) (no validation "
                 "or test date) or explicit dates"
             )
-        pos = (
-            np.unique(np.round(np.linspace(0, len(interior) - 1, k + 2)[1:-1]).astype(int))
+        pos: list[int] = (
+            list(np.unique(np.round(np.linspace(0, len(interior) - 1, k + 2)[1:-1]).astype(int)))
             if k
             else []
         )
-        pos = list(pos)
         extra = [i for i in range(len(interior)) if i not in pos]
         while len(pos) < k:  # rounding merged positions: take the remaining ones in order
             pos.append(extra.pop(0))
@@ -584,7 +583,7 @@ class PatchDataset:
         if not (isinstance(fd, np.ndarray) and isinstance(cd, np.ndarray)):
             from torch.utils.data import default_collate
 
-            return default_collate([self[int(i)] for i in idx])  # type: ignore[no-any-return]
+            return default_collate([self[int(i)] for i in idx])
         from numpy.lib.stride_tricks import sliding_window_view
 
         t = self._t[idx]  # (B, R + 1)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -242,7 +242,7 @@ class EDCSTFNRecipe(RecipeBase):
         lr = 1e-3 if lr is None else float(lr)
         device = next(net.parameters()).device
         bands = net.bands
-        width = net.encoder[0][1].out_channels
+        width = cast(nn.Conv2d, cast(nn.Sequential, net.encoder[0])[1]).out_channels
         self.alpha = float(alpha)
         self.ae_epochs = int(ae_epochs)
         self.autoencoder = AutoEncoder(bands, width).to(device)
@@ -283,13 +283,15 @@ class EDCSTFNRecipe(RecipeBase):
             filled = torch.where(valid.expand_as(target), target, pred.detach())
             enc = self.autoencoder.encoder
             out["feature"] = F.mse_loss(enc(pred), enc(filled))
-        out["loss"] = sum(v * (self.alpha if k == "ssim" else 1.0) for k, v in out.items())
+        out["loss"] = cast(
+            torch.Tensor, sum(v * (self.alpha if k == "ssim" else 1.0) for k, v in out.items())
+        )
         return out
 
     def _batch_loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         preds = self.net.forward_each(batch["c_refs"], batch["f_refs"], batch["c_tgt"])
         parts = [self._loss(p, batch["f_tgt"], batch["tgt_valid"]) for p in preds]
-        return {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
+        return {k: cast(torch.Tensor, sum(p[k] for p in parts)) / len(parts) for k in parts[0]}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One Adam step on the compound loss, averaged over the reference pairs."""

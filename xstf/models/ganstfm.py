@@ -96,6 +96,9 @@ class SwitchNorm2d(nn.Module):
     (0.0, 1.0)
     """
 
+    running_mean: torch.Tensor  # buffers (register_buffer), declared for the type checker
+    running_var: torch.Tensor
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.9) -> None:
         super().__init__()
         self.eps = eps

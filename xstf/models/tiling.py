@@ -44,7 +44,7 @@ earlier stages) and ``forward(..., scene_stats=stats)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -249,11 +249,11 @@ def _plan(
 
 def _grid(
     h: int, w: int, full_shape: tuple[int, int], offset: tuple[int, int], m: int, min_side: int
-) -> tuple[tuple[int, int], tuple[int, int]]:
+) -> tuple[tuple[int, int], tuple[tuple[int, int], tuple[int, int]]]:
     """Padded scene size and the data extent of the block, per axis."""
-    padded = tuple(max(min_side, -(-n // m) * m) for n in full_shape)
+    padded = cast(tuple[int, int], tuple(max(min_side, -(-n // m) * m) for n in full_shape))
     have = ((offset[0], offset[0] + h), (offset[1], offset[1] + w))
-    return padded, have  # type: ignore[return-value]
+    return padded, have
 
 
 def _tiles(
@@ -659,7 +659,7 @@ def predict_image(
             device=dev, amp=amp, multiple=m, normalised=True,
         )  # fmt: skip
     out = np.empty(out_shape, dtype=np.float32)
-    for group in _batches(_tiles(norm, plans, offset, full_shape), batch_size):  # type: ignore[arg-type]
+    for group in _batches(_tiles(norm, plans, offset, full_shape), batch_size):
         x = torch.from_numpy(np.stack([t[2] for t in group])).to(dev, _dtype(net))
         with torch.inference_mode(), _ctx(dev, amp):
             pred = _forward(net, x, n_refs, scene_stats)
@@ -741,7 +741,7 @@ def predict_stack(
     """
     halo = receptive_field(template) if overlap is None else int(overlap)
     m = max(int(multiple), int(getattr(template, "size_multiple", 1)))
-    kw = dict(mean=mean, std=std, n_refs=n_refs, tile=int(tile), overlap=halo,
+    kw: dict[str, Any] = dict(mean=mean, std=std, n_refs=n_refs, tile=int(tile), overlap=halo,
               batch_size=int(batch_size), device=device, amp=bool(amp), multiple=m)  # fmt: skip
     t, _, h, w = stack.shape
     if isinstance(stack, np.ndarray):

@@ -344,7 +344,7 @@ def _train_loader(
     n = len(dataset)
     k = n if plan.patches_per_epoch is None else min(n, int(plan.patches_per_epoch))
     sampler = torch.utils.data.RandomSampler(
-        dataset,  # type: ignore[arg-type]
+        dataset,
         replacement=False,
         num_samples=k,
         generator=gen,
