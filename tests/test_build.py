@@ -238,14 +238,33 @@ def _celsius_with_zero_holes(dates):
     return fine
 
 
-def test_celsius_zero_spike_warns():
+def test_celsius_zero_spike_warns(monkeypatch):
+    import xstf.cube
+
     dates = ["2020-07-01", "2020-07-17"]
     fine = _celsius_with_zero_holes(dates)
     coarse = _coarse(dates, _ramp)
+    # build_cube's validation sees the spike (spied: warnings raised while dask threads run
+    # are caught unreliably by pytest.warns, catch_warnings is not thread-safe)...
+    seen = []
+    real = xstf.cube._warn_zero_spike
+    monkeypatch.setattr(
+        xstf.cube,
+        "_warn_zero_spike",
+        lambda name, *a: (seen.append((name, *a[1:])), real(name, *a)),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        built = xstf.build_cube(fine, coarse)
+    assert ("fine", 16200, 5400) in seen
+    # ...and the warning it gives, on the same cube in memory (no threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = built.load()
     with pytest.warns(
         UserWarning, match=r"33% of the sampled pixels are exactly 273.15 K.*zero_is_missing=True"
     ):
-        xstf.build_cube(fine, coarse)
+        xstf.validate(loaded)
     cube = xstf.build_cube(fine, coarse, zero_is_missing=True)  # the fix: masked, no warning
     assert int(cube.fine.isnull().sum()) == 2 * 30 * N
     with warnings.catch_warnings():

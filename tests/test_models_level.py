@@ -154,7 +154,7 @@ def test_one_level_per_date_for_every_chunk(models, cube, monkeypatch):
     from xstf.models import inference
 
     m = models["date_level"]
-    t = cube.time.values[[5, 10, 12, 40]]
+    t = cube.time.values[[5, 10, 40]]
     lazy = cube.chunk({"time": 1, "y": 24, "x": 40})
     monkeypatch.setattr(inference, "_cached_net", lambda *a, **k: _Zero())
     for c in (cube, lazy):
@@ -164,7 +164,9 @@ def test_one_level_per_date_for_every_chunk(models, cube, monkeypatch):
             img = cube.coarse.sel(time=d).values
             np.testing.assert_allclose(out[i][np.isfinite(img)], want, rtol=0, atol=1e-4)
             assert np.isnan(out[i][~np.isfinite(img)]).all()
-    assert np.isnan(out[2]).all()  # date 12: no coarse pixel, no level, nothing predicted
+    # date 12 has no coarse pixel: refused like every method does (xstf.prediction)
+    with pytest.raises(xstf.CubeError, match="no valid 'coarse' pixel"):
+        xstf.models.predict(cube, m, targets=cube.time.values[[12]], device="cpu")
 
 
 def test_a_uniform_offset_shifts_the_prediction_by_the_same_offset(models, cube):
