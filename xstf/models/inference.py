@@ -53,7 +53,7 @@ from ..prediction import resolve_targets, wrap_prediction
 from .checkpoint import FittedModel, load_model
 from .data import scene_level
 from .registry import MODULES, get_spec, resolve_device
-from .tiling import predict_image, predict_stack, receptive_field
+from .tiling import _layout, predict_image, predict_stack, receptive_field
 
 __all__ = ["FLAT_RATIO", "predict", "predict_image"]
 
@@ -78,6 +78,9 @@ def _cached_net(
             net = get_spec(spec_name).build(bands=bands, **options)
             net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
             net = net.to(device).eval()
+            # the weight layout is set here, under the lock, before any dask thread runs
+            # the net (predict_image would otherwise convert the shared net in place)
+            _layout(net, torch.device(device), None)
             _NETS[key] = net
             while len(_NETS) > 4:
                 _NETS.popitem(last=False)
