@@ -6,6 +6,8 @@ the repository: see ``tests/conftest.py``).
 
 from __future__ import annotations
 
+import warnings
+
 import dask.array as dsa
 import numpy as np
 import pandas as pd
@@ -79,3 +81,21 @@ def test_estarfm_leave_one_out_on_the_middle_dates(cube):
     assert np.isfinite(rmse).all() and (rmse < 8.0).all(), rmse
     p = pred.values
     assert np.isfinite(p).mean() > 0.9 and 250 < np.nanmin(p) and np.nanmax(p) < 340
+
+
+def test_no_rasterio_geotransform_noise_from_the_reprojection(orleans_data):
+    # odc-geo's in-memory tiles made rasterio warn "Dataset has no geotransform" once per
+    # tile, from dask threads, on every Orléans read (issue 13). Nothing else is hidden:
+    # the reader's and build_cube's own warnings still come through.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fine = open_landsat(orleans_data / "landsat8", band=1, units="degC")
+        coarse = open_modis(orleans_data / "modis", units="degC")
+        ds = xstf.build_cube(fine, coarse)
+        pred = xstf.estarfm(
+            ds.chunk({"time": -1}), targets=pd.to_datetime(DATES[2:3]), half_window=5
+        )
+        pred.compute()  # the reprojection runs here, in dask's threads
+    messages = [str(w.message) for w in seen]
+    assert not [m for m in messages if "geotransform" in m], messages
+    assert any("sphere of R=6371007.181" in m for m in messages), messages

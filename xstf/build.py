@@ -186,6 +186,26 @@ def _dates(da: xr.DataArray, date_only: bool, role: str) -> xr.DataArray:
     return da.assign_coords(time=t).sortby("time")
 
 
+def _quiet_in_memory_reprojection() -> None:
+    """Silence rasterio's "no geotransform" warning for odc-geo's in-memory tiles.
+
+    odc-geo reprojects numpy tiles inside dask tasks and passes their transforms
+    explicitly, yet rasterio warns that the (in-memory) dataset has no geotransform, once
+    per tile. Warning filters are process-wide, and these warnings are issued in dask's
+    worker threads at compute time, so a filter scoped to this call cannot reach them; the
+    filter is therefore installed for the process, as narrow as it can be: this message,
+    this category, issued by ``rasterio.warp``.
+    """
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.filterwarnings(
+        "ignore",
+        message="Dataset has no geotransform",
+        category=NotGeoreferencedWarning,
+        module=r"rasterio\.warp",
+    )
+
+
 def build_cube(
     fine: Any,
     coarse: Any,
@@ -301,6 +321,7 @@ def build_cube(
     """
     from odc.geo.xr import xr_reproject
 
+    _quiet_in_memory_reprojection()
     if resampling not in _RESAMPLING:
         raise ValueError(f"resampling must be one of {sorted(_RESAMPLING)}, got {resampling!r}")
     if not 0.0 <= min_overlap <= 1.0:
