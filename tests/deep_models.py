@@ -57,6 +57,11 @@ def pointwise_net(scale: float):
     return Pointwise()
 
 
+def n_params(module) -> int:
+    """Number of parameters of a torch module."""
+    return sum(p.numel() for p in module.parameters())
+
+
 def toy_batch(b=2, h=32, w=32, seed=1):
     """A learnable toy batch of one reference: F_tgt = F_ref + 1 where C_tgt = C_ref + 1,
     F_ref = C_ref plus texture; 20 % of target pixels missing (filled with 0, as data.py does)."""

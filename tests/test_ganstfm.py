@@ -15,15 +15,8 @@ from xstf.models import ganstfm  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-_batch = dm.toy_batch
-
-
-def _n(module):
-    return sum(p.numel() for p in module.parameters())
-
-
 def test_generator_parameter_count_matches_the_reference():
-    assert _n(ganstfm.build(bands=1)) == 577_225
+    assert dm.n_params(ganstfm.build(bands=1)) == 577_225
 
 
 def test_generator_count_by_hand():
@@ -44,7 +37,7 @@ def test_generator_count_by_hand():
         ch = min(cin, cout)
         total += conv(cin, ch, 3) + conv(ch, cout, 1) + conv(cin, cout, 1)
     total += conv(16, 1, 1)
-    assert _n(ganstfm.build(bands=1)) == total
+    assert dm.n_params(ganstfm.build(bands=1)) == total
 
 
 def _switch_norm_numpy(x, mw, vw, eps=1e-5):
@@ -93,7 +86,7 @@ def test_output_shape(shape):
 
 def test_reference_coarse_image_is_not_used():
     net = ganstfm.build().eval()
-    b = _batch()
+    b = dm.toy_batch()
     with torch.no_grad():
         a = net(b["c_refs"], b["f_refs"], b["c_tgt"])
         c = net(torch.randn_like(b["c_refs"]) * 100, b["f_refs"], b["c_tgt"])
@@ -138,8 +131,8 @@ def test_training_steps_decrease_the_loss(ae_epochs, factor):
     rec = ganstfm.SPEC.recipe(ganstfm.build(), ae_epochs=ae_epochs)
     expected = {"net", "discriminator"} | ({"autoencoder"} if ae_epochs else set())
     assert set(rec.modules) == expected
-    rec.prepare([_batch(seed=s) for s in range(4)])
-    b = _batch()
+    rec.prepare([dm.toy_batch(seed=s) for s in range(4)])
+    b = dm.toy_batch()
     # the eval-mode loss needs the switchable norms' running statistics (which start at
     # 0, momentum 0.9, as the reference) to warm up: score the training loss
     losses = [rec.step(b) for _ in range(12)]
@@ -151,7 +144,7 @@ def test_training_steps_decrease_the_loss(ae_epochs, factor):
 
 
 def test_missing_target_pixels_do_not_steer_training():
-    b1 = _batch()
+    b1 = dm.toy_batch()
     b2 = dict(b1)
     b2["f_tgt"] = torch.where(b1["tgt_valid"], b1["f_tgt"], torch.full((), -1e3))
     states = []
@@ -200,7 +193,7 @@ def test_autoencoder_is_trained_by_prepare_then_frozen():
     ae = rec.autoencoder
     assert rec.modules["autoencoder"] is ae
     assert not any(p.requires_grad for p in ae.parameters())
-    batches = [_batch(seed=s) for s in range(4)]
+    batches = [dm.toy_batch(seed=s) for s in range(4)]
 
     def err():
         with torch.no_grad():
@@ -229,7 +222,7 @@ def test_feature_loss_follows_the_reference_definition():
 
     torch.manual_seed(0)
     rec = ganstfm.GANSTFMRecipe(ganstfm.build())
-    b = _batch(h=48, w=48)
+    b = dm.toy_batch(h=48, w=48)
     pred = b["f_refs"][:, 0] + 0.5
     target, valid = b["f_tgt"], b["tgt_valid"]
     filled = target.clone()

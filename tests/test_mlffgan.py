@@ -15,24 +15,17 @@ from xstf.models import mlffgan  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-_batch = dm.toy_batch
-
-
-def _n(module):
-    return sum(p.numel() for p in module.parameters())
-
-
 def test_parameter_counts_match_the_reference():
     # published counts of the reference implementation for one band
-    assert _n(mlffgan.build(bands=1)) == 5_917_360
-    assert _n(mlffgan.build_discriminator(1)) == 2_765_505
+    assert dm.n_params(mlffgan.build(bands=1)) == 5_917_360
+    assert dm.n_params(mlffgan.build_discriminator(1)) == 2_765_505
 
 
 def test_discriminator_count_by_hand():
     # pix2pixHD NLayerDiscriminator, input 2 bands, 4x4 kernels: 64, 128 (+BN), 256 (+BN), 512 (+BN), 1
     convs = [(2, 64), (64, 128), (128, 256), (256, 512), (512, 1)]
     expected = sum(cin * cout * 16 + cout for cin, cout in convs) + 2 * (128 + 256 + 512)
-    assert _n(mlffgan.build_discriminator(1)) == expected
+    assert dm.n_params(mlffgan.build_discriminator(1)) == expected
 
 
 @pytest.mark.parametrize("shape", [(32, 32), (37, 45), (16, 20), (95, 95)])
@@ -82,7 +75,7 @@ def test_change_attention_mask_selects_coarse_or_fine_features():
 
 
 def test_swap_augmentation_exchanges_reference_and_target():
-    b = _batch()
+    b = dm.toy_batch()
     s = mlffgan.swap_reference_and_target(b)
     assert torch.equal(s["f_tgt"], b["f_refs"][:, 0])
     assert torch.equal(s["c_tgt"], b["c_refs"][:, 0])
@@ -98,7 +91,7 @@ def test_training_steps_decrease_the_loss():
     assert set(rec.modules) == {"net", "discriminator"}
     assert set(rec.optimizers) == {"net", "discriminator"}
     assert rec.optimizers["net"].param_groups[0]["lr"] == pytest.approx(2e-4)
-    b = _batch()
+    b = dm.toy_batch()
     before = rec.validation_loss(b)
     for _ in range(12):
         out = rec.step(b)
@@ -110,7 +103,7 @@ def test_training_steps_decrease_the_loss():
 def test_missing_target_pixels_do_not_steer_training():
     # the same step from the same weights on batches that differ only where the target is
     # missing must give the same weights (generator and discriminator)
-    b1 = _batch()
+    b1 = dm.toy_batch()
     b2 = dict(b1)
     b2["f_tgt"] = torch.where(b1["tgt_valid"], b1["f_tgt"], torch.full((), 1e3))
     states = []

@@ -36,10 +36,6 @@ def _batch(b=2, h=24, w=24, seed=1):
     }
 
 
-def _n(module):
-    return sum(p.numel() for p in module.parameters())
-
-
 @pytest.mark.parametrize("width", [32, 8])
 def test_parameter_count_by_hand(width):
     # two multiscale blocks (3x3, 5x5, 7x7 branches of `width`, 1x1 fusion to 2·width),
@@ -51,7 +47,7 @@ def test_parameter_count_by_hand(width):
         return sum(conv(cin, width, k) for k in (3, 5, 7)) + conv(3 * width, 2 * width, 1)
 
     expected = block(3) + block(2 * width) + conv(2 * width, width, 3) + conv(width, 1, 3) + 1
-    assert _n(sttfn.build(width=width)) == expected
+    assert dm.n_params(sttfn.build(width=width)) == expected
     if width == 32:
         assert expected == 209_314
 
