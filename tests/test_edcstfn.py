@@ -47,14 +47,19 @@ def test_layers_replication_pad_and_relu_placement():
         assert float(net.residual(x).min()) < 0 <= float(net.encoder(x[:, :1]).min())
 
 
+def _inputs(seed, b, h, w):
+    """Random (c_refs, f_refs, c_tgt) of two references, drawn in that order."""
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(b, 2, 1, h, w, generator=g),
+        torch.randn(b, 2, 1, h, w, generator=g),
+        torch.randn(b, 1, h, w, generator=g),
+    )
+
+
 def test_shapes_and_single_reference():
     net = edcstfn.build(width=8).eval()
-    g = torch.Generator().manual_seed(1)
-    c, f, t = (
-        torch.randn(3, 2, 1, 24, 20, generator=g),
-        torch.randn(3, 2, 1, 24, 20, generator=g),
-        torch.randn(3, 1, 24, 20, generator=g),
-    )
+    c, f, t = _inputs(1, 3, 24, 20)
     assert net(c, f, t).shape == (3, 1, 24, 20)
     one = net(c[:, :1], f[:, :1], t)
     with torch.no_grad():
@@ -68,12 +73,7 @@ def test_shapes_and_single_reference():
 
 def test_two_reference_blending_matches_a_numpy_reimplementation():
     net = edcstfn.build(width=4).eval()
-    g = torch.Generator().manual_seed(2)
-    c, f, t = (
-        torch.randn(2, 2, 1, 16, 16, generator=g),
-        torch.randn(2, 2, 1, 16, 16, generator=g),
-        torch.randn(2, 1, 16, 16, generator=g),
-    )
+    c, f, t = _inputs(2, 2, 16, 16)
     with torch.no_grad():
         fe = [net.encoder(f[:, r]).numpy() for r in range(2)]
         res = [net.residual(torch.cat([c[:, r], f[:, r], t], 1)).numpy() for r in range(2)]
@@ -174,26 +174,4 @@ def test_receptive_field_is_computed_and_matches_a_gradient_probe():
     assert measure_receptive_field(edcstfn.build(width=2), n_refs=2) == 5
 
 
-def test_prediction_is_tile_and_chunk_invariant():
-    import copy
-
-    import xstf
-
-    ds = xstf.datasets.synthetic(size=48, days=120, seed=2, cloud_fraction=0.0)
-    m = xstf.models.fit(
-        ds, "edcstfn", epochs=1, batch_size=4, patch_size=32, stride=16, width=4, ae_epochs=0,
-        max_patches=4, progress=False, device="cpu",
-    )  # fmt: skip
-    m = copy.deepcopy(m)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # a 1-epoch fit is nearly flat: perturb so the output has texture
-        for p in m.net.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=g))
-    tg = ds.time.values[[5, 30]]
-    whole = xstf.models.predict(ds, m, targets=tg, device="cpu").values
-    assert np.nanstd(whole, axis=(1, 2)).min() > 0.1
-    for kw, chunks in (({"tile": 16}, None), ({"tile": 28}, None), ({}, {"y": 20, "x": 28}),
-                       ({"tile": 16}, {"y": 48, "x": 10})):  # fmt: skip
-        src = ds if chunks is None else ds.chunk({"time": 1, **chunks})
-        out = xstf.models.predict(src, m, targets=tg, device="cpu", **kw).values
-        assert np.nanmax(np.abs(out - whole)) <= 1e-4, (kw, chunks)
+# fit / predict / save / load and tile/chunk invariance: tests/test_models_common.py

@@ -8,35 +8,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_msssim")
 
+import deep_models as dm  # noqa: E402
+
 from xstf.models import ganstfm  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
 
-def _batch(b=2, h=32, w=32, seed=1):
-    """Toy batch: F_tgt = F_ref + 1 where C_tgt = C_ref + 1; 20 % of target pixels missing."""
-    g = torch.Generator().manual_seed(seed)
-    smooth = torch.nn.functional.avg_pool2d(torch.randn(b, 1, h + 8, w + 8, generator=g), 9, 1)
-    c_ref = smooth * 0.5 + torch.randn(b, 1, 1, 1, generator=g)
-    f_ref = c_ref + 0.3 * torch.randn(b, 1, h, w, generator=g)
-    tgt_valid = torch.rand(b, 1, h, w, generator=g) > 0.2
-    f_tgt = torch.where(tgt_valid, f_ref + 1.0, torch.zeros(()))
-    return {
-        "c_refs": c_ref.unsqueeze(1),
-        "f_refs": f_ref.unsqueeze(1),
-        "c_tgt": c_ref + 1.0,
-        "f_tgt": f_tgt,
-        "tgt_valid": tgt_valid,
-        "ref_valid": torch.ones(b, 1, 1, h, w, dtype=torch.bool),
-    }
-
-
-def _n(module):
-    return sum(p.numel() for p in module.parameters())
-
-
 def test_generator_parameter_count_matches_the_reference():
-    assert _n(ganstfm.build(bands=1)) == 577_225
+    assert dm.n_params(ganstfm.build(bands=1)) == 577_225
 
 
 def test_generator_count_by_hand():
@@ -57,7 +37,7 @@ def test_generator_count_by_hand():
         ch = min(cin, cout)
         total += conv(cin, ch, 3) + conv(ch, cout, 1) + conv(cin, cout, 1)
     total += conv(16, 1, 1)
-    assert _n(ganstfm.build(bands=1)) == total
+    assert dm.n_params(ganstfm.build(bands=1)) == total
 
 
 def _switch_norm_numpy(x, mw, vw, eps=1e-5):
@@ -106,7 +86,7 @@ def test_output_shape(shape):
 
 def test_reference_coarse_image_is_not_used():
     net = ganstfm.build().eval()
-    b = _batch()
+    b = dm.toy_batch()
     with torch.no_grad():
         a = net(b["c_refs"], b["f_refs"], b["c_tgt"])
         c = net(torch.randn_like(b["c_refs"]) * 100, b["f_refs"], b["c_tgt"])
@@ -151,8 +131,8 @@ def test_training_steps_decrease_the_loss(ae_epochs, factor):
     rec = ganstfm.SPEC.recipe(ganstfm.build(), ae_epochs=ae_epochs)
     expected = {"net", "discriminator"} | ({"autoencoder"} if ae_epochs else set())
     assert set(rec.modules) == expected
-    rec.prepare([_batch(seed=s) for s in range(4)])
-    b = _batch()
+    rec.prepare([dm.toy_batch(seed=s) for s in range(4)])
+    b = dm.toy_batch()
     # the eval-mode loss needs the switchable norms' running statistics (which start at
     # 0, momentum 0.9, as the reference) to warm up: score the training loss
     losses = [rec.step(b) for _ in range(12)]
@@ -164,7 +144,7 @@ def test_training_steps_decrease_the_loss(ae_epochs, factor):
 
 
 def test_missing_target_pixels_do_not_steer_training():
-    b1 = _batch()
+    b1 = dm.toy_batch()
     b2 = dict(b1)
     b2["f_tgt"] = torch.where(b1["tgt_valid"], b1["f_tgt"], torch.full((), -1e3))
     states = []
@@ -178,110 +158,25 @@ def test_missing_target_pixels_do_not_steer_training():
             assert torch.allclose(v.float(), states[1][name][key].float(), atol=1e-6), (name, key)
 
 
-# -- through the generic machinery (xstf.models.fit / predict / save / load) --------------------
-@pytest.fixture(scope="module")
-def cube():
+# fit / predict / save / load and tile/chunk invariance: tests/test_models_common.py
+def test_checkpoint_keeps_the_switchable_norm_statistics(tmp_path):
+    # the running statistics are used in eval mode: a checkpoint without them predicts
+    # something else
     import xstf
 
-    return xstf.datasets.synthetic(size=48, days=120, seed=1, cloud_fraction=0.0)
-
-
-@pytest.fixture(scope="module")
-def fitted(cube):
-    import xstf
-
-    return xstf.models.fit(
-        cube, "ganstfm", epochs=1, batch_size=2, patch_size=32, stride=16, max_patches=4,
-        progress=False, device="cpu",
-    )  # fmt: skip
-
-
-def _by_hand(cube, fm, out):
-    """The prediction rebuilt independently: the reported reference pairs, the date level
-    (scene mean of the target coarse), normalisation, one forward pass, back to K."""
-    import pandas as pd
-
-    assert fm.normalisation == "date_level"
-    res = []
-    for i, t in enumerate(pd.DatetimeIndex(out.time.values)):
-        refs = [pd.Timestamp(out[f"reference_pair_{k + 1}"].values[i]) for k in range(fm.n_refs)]
-        c0 = cube.coarse.sel(time=t).values.astype(np.float64)
-        level = np.nanmean(c0)
-
-        def z(a, level=level):
-            return torch.from_numpy(
-                np.nan_to_num((a - level - fm.mean) / fm.std).astype(np.float32)
-            )
-
-        c_refs = torch.stack([z(cube.coarse.sel(time=r).values.astype(np.float64)) for r in refs])
-        f_refs = torch.stack([z(cube.fine.sel(time=r).values.astype(np.float64)) for r in refs])
-        with torch.no_grad():
-            p = fm.net.eval()(c_refs[None, :, None], f_refs[None, :, None], z(c0)[None, None])
-        res.append(p[0, 0].double().numpy() * fm.std + fm.mean + level)
-    return np.stack(res)
-
-
-def test_fit_predict_save_load_round_trip(cube, fitted, tmp_path):
-    import xstf
-
-    assert fitted.name == "ganstfm" and fitted.n_refs == 1
-    assert {"loss", "d_loss", "val_loss"} <= set(fitted.history[0])
-    tg = cube.time.values[5:7]
-    a = xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=48)
-    assert a.shape == (2, 48, 48) and a.attrs["method"] == "ganstfm"
-    truth = cube.truth.sel(time=tg).values
-    assert np.isfinite(a.values).all()
-    assert truth.min() - 20 < a.values.min() and a.values.max() < truth.max() + 20
-    # tighter: equal to the prediction rebuilt by hand from the fitted network
-    np.testing.assert_allclose(a.values, _by_hand(cube, fitted, a), rtol=0, atol=1e-4)
-    path = fitted.save(tmp_path / "ganstfm.pt")
-    b = xstf.models.predict(cube, xstf.models.load_model(path), targets=tg, device="cpu", tile=48)
-    np.testing.assert_array_equal(a.values, b.values)
-    # the checkpoint keeps the switchable norms' running statistics (used in eval mode)
+    path = dm.fitted("ganstfm").save(tmp_path / "ganstfm.pt")
     state = xstf.models.load_model(path).net.state_dict()
     assert any(k.endswith("running_var") and float(v.abs().sum()) > 0 for k, v in state.items())
 
 
-@pytest.fixture(scope="module")
-def lively(fitted):
-    """The fitted model with perturbed weights: a 1-epoch fit predicts a nearly flat field,
-    which would make any tiling look invariant."""
-    import copy
-
-    m = copy.deepcopy(fitted)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in m.net.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return m
-
-
-def test_prediction_is_tile_and_chunk_invariant(cube, lively):
-    # switchable normalisation takes instance/layer statistics of its whole input: xstf
-    # computes them once on the whole date (8 stages) and every tile and dask chunk uses
-    # them, so two tile sizes and two chunkings equal the one-piece prediction (the old
-    # per-tile statistics moved pixels by up to 1.2 K)
+def test_per_tile_statistics_would_move_pixels():
+    # why the statistics are shared (tests/test_models_common.py checks that they are):
+    # statistics taken on a 24 px tile instead of the whole date are visibly different
     import xstf
-
-    tg = cube.time.values[[5, 40]]
-    whole = xstf.models.predict(cube, lively, targets=tg, device="cpu").values
-    assert np.nanstd(whole, axis=(1, 2)).min() > 0.1  # not a flat field
-    runs = {
-        "tile 24": xstf.models.predict(cube, lively, targets=tg, device="cpu", tile=24),
-        "tile 32": xstf.models.predict(cube, lively, targets=tg, device="cpu", tile=32),
-        "chunks 20x28": xstf.models.predict(
-            cube.chunk({"time": 1, "y": 20, "x": 28}), lively, targets=tg, device="cpu"
-        ),
-        "chunks 16x48, tile 24": xstf.models.predict(
-            cube.chunk({"time": 1, "y": 16, "x": 48}), lively, targets=tg, device="cpu", tile=24
-        ),
-    }
-    for label, out in runs.items():
-        d = np.abs(out.values - whole)
-        assert np.nanmax(d) <= 1e-4, (label, np.nanmax(d))
-    # the statistics matter: per-tile statistics (what xstf did before) are visibly different
     from xstf.models.data import normalise
 
+    lively = dm.lively("ganstfm")
+    cube = dm.cube(dm.CASES["ganstfm"].cube_seed)
     net = lively.net.eval()
     p = xstf.cube.pair_dates(cube)[1]
     norm, _ = normalise(cube.fine.sel(time=p).values.astype(float), lively.mean, lively.std)
@@ -298,7 +193,7 @@ def test_autoencoder_is_trained_by_prepare_then_frozen():
     ae = rec.autoencoder
     assert rec.modules["autoencoder"] is ae
     assert not any(p.requires_grad for p in ae.parameters())
-    batches = [_batch(seed=s) for s in range(4)]
+    batches = [dm.toy_batch(seed=s) for s in range(4)]
 
     def err():
         with torch.no_grad():
@@ -327,7 +222,7 @@ def test_feature_loss_follows_the_reference_definition():
 
     torch.manual_seed(0)
     rec = ganstfm.GANSTFMRecipe(ganstfm.build())
-    b = _batch(h=48, w=48)
+    b = dm.toy_batch(h=48, w=48)
     pred = b["f_refs"][:, 0] + 0.5
     target, valid = b["f_tgt"], b["tgt_valid"]
     filled = target.clone()

@@ -57,6 +57,16 @@ def test_qc_reject_hand_worked():
         modis_qc_reject(qc, max_lst_error=0.5)
 
 
+def test_former_name_modis_qc_reject_is_deprecated():
+    import xstf.io.modis as M
+
+    with pytest.warns(DeprecationWarning, match="modis_qc_mask"):
+        old = M.modis_qc_reject
+    assert old is D.modis_qc_mask and "modis_qc_reject" not in M.__all__
+    with pytest.raises(AttributeError, match="no_such_name"):
+        M.no_such_name
+
+
 @pytest.mark.realdata
 @needs_granule
 def test_hdf_granule_values_grid_and_qc():

@@ -10,6 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import deep_models as dm  # noqa: E402
+
 import xstf  # noqa: E402
 from xstf.models import data, load_model  # noqa: E402
 from xstf.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -17,10 +19,7 @@ from xstf.models.inference import predict_image  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-TINY = dict(
-    epochs=1, batch_size=8, patch_size=32, stride=16, width=4, ae_epochs=0, max_patches=8,
-    progress=False, device="cpu",
-)  # fmt: skip
+TINY = dm.TINY
 
 
 def _level(img: np.ndarray) -> float:
@@ -32,11 +31,7 @@ def _level(img: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def cube():
-    ds = xstf.datasets.synthetic(size=64, days=100, seed=0, cloud_fraction=0.0)
-    ds["coarse"][10, :20, :15] = np.nan  # a coarse gap on a target date
-    ds["coarse"][12] = np.nan  # a date with no coarse at all
-    ds["fine"][16, 40:, 30:] = np.nan  # a fine gap on a pair date (a reference)
-    return ds
+    return dm.gappy_cube(no_coarse_date=12)  # date 12 without coarse
 
 
 def _perturbed(m):
@@ -124,29 +119,22 @@ def test_fit_records_the_normalisation(models, cube):
         xstf.models.fit(cube, "edcstfn", **TINY, normalisation="per_tile")
 
 
-class _Zero(torch.nn.Module):
-    """A 'network' predicting 0 (the normalised mean) everywhere."""
-
-    def forward(self, c_refs, f_refs, c_tgt):
-        return c_tgt * 0.0
-
-
-class _CoarseEcho(torch.nn.Module):
-    def forward(self, c_refs, f_refs, c_tgt):
-        return c_tgt * 1.0
+def _zero_net():
+    return dm.pointwise_net(0.0)  # predicts 0 (the normalised mean) everywhere
 
 
 def test_predict_image_adds_the_level_back(cube):
-    stack = np.stack([cube.coarse[10].values, cube.coarse[16].values, cube.fine[16].values,
-                      cube.coarse[32].values, cube.fine[32].values])  # fmt: skip
+    stack = dm.reference_stack(cube)
     level = _level(stack[0])
-    out = predict_image(_Zero(), stack, 0.7, 2.5, 2, tile=24, overlap=12, level=level)
+    out = predict_image(_zero_net(), stack, 0.7, 2.5, 2, tile=24, overlap=12, level=level)
     ok = np.isfinite(stack[0])
     np.testing.assert_allclose(out[ok], np.float32(level + 0.7), rtol=0, atol=1e-4)
     assert np.isnan(out[~ok]).all()
-    echo = predict_image(_CoarseEcho(), stack, 0.7, 2.5, 2, tile=24, overlap=12, level=level)
+    echo = predict_image(
+        dm.pointwise_net(1.0), stack, 0.7, 2.5, 2, tile=24, overlap=12, level=level
+    )
     np.testing.assert_allclose(echo, stack[0], rtol=0, atol=1e-4, equal_nan=True)
-    assert np.isnan(predict_image(_Zero(), stack, 0.7, 2.5, 2, level=np.nan)).all()
+    assert np.isnan(predict_image(_zero_net(), stack, 0.7, 2.5, 2, level=np.nan)).all()
 
 
 def test_one_level_per_date_for_every_chunk(models, cube, monkeypatch):
@@ -156,7 +144,7 @@ def test_one_level_per_date_for_every_chunk(models, cube, monkeypatch):
     m = models["date_level"]
     t = cube.time.values[[5, 10, 40]]
     lazy = cube.chunk({"time": 1, "y": 24, "x": 40})
-    monkeypatch.setattr(inference, "_cached_net", lambda *a, **k: _Zero())
+    monkeypatch.setattr(inference, "_cached_net", lambda *a, **k: _zero_net())
     for c in (cube, lazy):
         out = xstf.models.predict(c, m, targets=t, tile=16, overlap=8, device="cpu").values
         for i, d in enumerate(t):

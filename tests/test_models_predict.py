@@ -13,24 +13,20 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import deep_models as dm  # noqa: E402
+
 import xstf  # noqa: E402
 from xstf.models import load_model  # noqa: E402
 from xstf.models.inference import predict_image  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-TINY = dict(
-    epochs=1, batch_size=8, patch_size=32, stride=16, width=4, ae_epochs=0, max_patches=8,
-    progress=False, device="cpu",
-)  # fmt: skip
+TINY = dm.TINY
 
 
 @pytest.fixture(scope="module")
 def cube():
-    ds = xstf.datasets.synthetic(size=64, days=100, seed=0, cloud_fraction=0.0)
-    ds["coarse"][10, :20, :15] = np.nan  # a coarse gap on a target date
-    ds["fine"][16, 40:, 30:] = np.nan  # a fine gap on a pair date (a reference)
-    return ds
+    return dm.gappy_cube()
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +41,12 @@ def model(cube):
     return m
 
 
-class _CoarseEcho(torch.nn.Module):
-    """A 'network' returning the target coarse input: prediction must equal the coarse image."""
-
-    def forward(self, c_refs, f_refs, c_tgt):
-        return c_tgt * 1.0
-
-
 def test_tiling_and_normalisation_with_a_pointwise_net(cube):
-    stack = np.stack([cube.coarse[10].values, cube.coarse[16].values, cube.fine[16].values,
-                      cube.coarse[32].values, cube.fine[32].values])  # fmt: skip
-    out = predict_image(_CoarseEcho(), stack, 291.0, 6.5, 2, tile=24, overlap=12, batch_size=3)
+    # a net returning the target coarse input: the prediction must equal the coarse image
+    stack = dm.reference_stack(cube)
+    out = predict_image(
+        dm.pointwise_net(1.0), stack, 291.0, 6.5, 2, tile=24, overlap=12, batch_size=3
+    )
     np.testing.assert_allclose(out, stack[0], rtol=0, atol=1e-4, equal_nan=True)
     assert np.array_equal(np.isnan(out), np.isnan(stack[0]))
 

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_msssim")
 
+import deep_models as dm  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
 import xstf  # noqa: E402
@@ -126,10 +127,7 @@ def test_loss_input_errors():
 
 
 # -- the training loop --------------------------------------------------------------------------
-TINY = dict(
-    epochs=2, batch_size=8, patch_size=32, stride=16, width=4, ae_epochs=1, max_patches=16,
-    progress=False, device="cpu",
-)  # fmt: skip
+TINY = {**dm.TINY, "epochs": 2, "ae_epochs": 1, "max_patches": 16}
 
 
 @pytest.fixture(scope="module")

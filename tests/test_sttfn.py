@@ -8,6 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_msssim")
 
+import deep_models as dm  # noqa: E402
+
 from xstf.models import sttfn  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -34,10 +36,6 @@ def _batch(b=2, h=24, w=24, seed=1):
     }
 
 
-def _n(module):
-    return sum(p.numel() for p in module.parameters())
-
-
 @pytest.mark.parametrize("width", [32, 8])
 def test_parameter_count_by_hand(width):
     # two multiscale blocks (3x3, 5x5, 7x7 branches of `width`, 1x1 fusion to 2·width),
@@ -49,7 +47,7 @@ def test_parameter_count_by_hand(width):
         return sum(conv(cin, width, k) for k in (3, 5, 7)) + conv(3 * width, 2 * width, 1)
 
     expected = block(3) + block(2 * width) + conv(2 * width, width, 3) + conv(width, 1, 3) + 1
-    assert _n(sttfn.build(width=width)) == expected
+    assert dm.n_params(sttfn.build(width=width)) == expected
     if width == 32:
         assert expected == 209_314
 
@@ -160,92 +158,29 @@ def test_missing_pixels_do_not_steer_training():
         assert torch.allclose(v, states[1][key], atol=1e-7), key
 
 
-# -- through the generic machinery (xstf.models.fit / predict / save / load) --------------------
+# fit / predict / save / load and tile/chunk invariance: tests/test_models_common.py
 @pytest.fixture(scope="module")
 def cube():
+    return dm.cube(dm.CASES["sttfn"].cube_seed)
+
+
+def test_fit_records_the_model_and_training_options():
+    fm = dm.fitted("sttfn")
+    assert fm.config["model_options"] == {"width": 4}
+    assert fm.config["train_options"] == {"lr": 3e-3}
+    assert fm.net.cnn.tail[-1][1].in_channels == 4  # the width reached the network
+
+
+def test_less_context_than_the_receptive_field_is_not_exact(cube):
+    # a local network (receptive field 8 px): tiles reading 8 px of context give the
+    # one-piece prediction (tests/test_models_common.py); 2 px of context do not
     import xstf
 
-    return xstf.datasets.synthetic(size=48, days=120, seed=1, cloud_fraction=0.0)
-
-
-@pytest.fixture(scope="module")
-def fitted(cube):
-    import xstf
-
-    return xstf.models.fit(
-        cube, "sttfn", epochs=2, batch_size=4, patch_size=32, stride=16, width=4, lr=3e-3,
-        progress=False, device="cpu",
-    )  # fmt: skip
-
-
-def _by_hand(cube, fm, out):
-    """The prediction rebuilt independently: the reported reference pairs, the date level
-    (scene mean of the target coarse), normalisation, one forward pass, back to K."""
-    import pandas as pd
-
-    assert fm.normalisation == "date_level"
-    res = []
-    for i, t in enumerate(pd.DatetimeIndex(out.time.values)):
-        refs = [pd.Timestamp(out[f"reference_pair_{k + 1}"].values[i]) for k in range(fm.n_refs)]
-        c0 = cube.coarse.sel(time=t).values.astype(np.float64)
-        level = np.nanmean(c0)
-
-        def z(a, level=level):
-            return torch.from_numpy(
-                np.nan_to_num((a - level - fm.mean) / fm.std).astype(np.float32)
-            )
-
-        c_refs = torch.stack([z(cube.coarse.sel(time=r).values.astype(np.float64)) for r in refs])
-        f_refs = torch.stack([z(cube.fine.sel(time=r).values.astype(np.float64)) for r in refs])
-        with torch.no_grad():
-            p = fm.net.eval()(c_refs[None, :, None], f_refs[None, :, None], z(c0)[None, None])
-        res.append(p[0, 0].double().numpy() * fm.std + fm.mean + level)
-    return np.stack(res)
-
-
-def test_fit_predict_save_load_round_trip(cube, fitted, tmp_path):
-    import xstf
-
-    assert fitted.name == "sttfn" and fitted.n_refs == 2
-    assert fitted.config["model_options"] == {"width": 4}
-    assert fitted.config["train_options"] == {"lr": 3e-3}
-    tg = cube.time.values[5:7]
-    a = xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=48)
-    assert a.shape == (2, 48, 48) and a.attrs["method"] == "sttfn"
-    assert "reference_pair_2" in a.coords
-    truth = cube.truth.sel(time=tg).values
-    assert np.isfinite(a.values).all()
-    assert truth.min() - 20 < a.values.min() and a.values.max() < truth.max() + 20
-    # tighter: equal to the prediction rebuilt by hand from the fitted network
-    np.testing.assert_allclose(a.values, _by_hand(cube, fitted, a), rtol=0, atol=1e-4)
-    path = fitted.save(tmp_path / "sttfn.pt")
-    b = xstf.models.predict(cube, xstf.models.load_model(path), targets=tg, device="cpu", tile=48)
-    np.testing.assert_array_equal(a.values, b.values)
-
-
-def test_prediction_is_tile_and_chunk_invariant(cube, fitted):
-    # a local network (receptive field 8 px): tiles reading 8 px of context and dask
-    # chunks read with their halo give the one-piece prediction, to float32 rounding
-    import xstf
-
-    tg = cube.time.values[[5, 40]]
-    whole = xstf.models.predict(cube, fitted, targets=tg, device="cpu").values
-    assert np.nanstd(whole, axis=(1, 2)).min() > 0.1
-    runs = {
-        "tile 20": xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=20),
-        "tile 32": xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=32),
-        "chunks 20x28": xstf.models.predict(
-            cube.chunk({"time": 1, "y": 20, "x": 28}), fitted, targets=tg, device="cpu"
-        ),
-        "chunks 16x48, tile 24": xstf.models.predict(
-            cube.chunk({"time": 1, "y": 16, "x": 48}), fitted, targets=tg, device="cpu", tile=24
-        ),
-    }
-    for label, out in runs.items():
-        assert np.nanmax(np.abs(out.values - whole)) <= 1e-4, label
-    # less context than the receptive field is not exact
-    short = xstf.models.predict(cube, fitted, targets=tg, device="cpu", tile=20, overlap=2)
-    assert np.nanmax(np.abs(short.values - whole)) > 1e-3
+    tg = cube.time.values[list(dm.CASES["sttfn"].targets)]
+    short = xstf.models.predict(
+        cube, dm.fitted("sttfn"), targets=tg, device="cpu", tile=20, overlap=2
+    )
+    assert np.nanmax(np.abs(short.values - dm.whole("sttfn"))) > 1e-3
 
 
 def test_receptive_field_is_computed_and_matches_a_gradient_probe():

@@ -6,9 +6,9 @@ PyTorch models, readers) are imported on first use.
 Examples
 --------
 >>> import xstf
->>> ds = xstf.datasets.synthetic(size=64, days=40)
->>> ds.stf.validate() is ds
-True
+>>> ds = xstf.datasets.synthetic(size=32, days=20)
+>>> xstf.validate(ds) is ds, list(ds.stf.pairs) == list(xstf.cube.pair_dates(ds))
+(True, True)
 """
 
 from __future__ import annotations

@@ -15,12 +15,11 @@ from pyproj import CRS
 
 from . import cube as _cube
 from .errors import CubeError
+from .io.decode import MODIS_SPHERE_RADIUS
 from .units import to_kelvin
 
-__all__ = ["MODIS_SPHERE_RADIUS", "build_cube", "fix_modis_crs"]
+__all__ = ["build_cube", "fix_modis_crs"]
 
-#: Radius (m) of the sphere the MODIS sinusoidal grid is defined on.
-MODIS_SPHERE_RADIUS = 6371007.181
 _RESAMPLING = {
     "nearest": "nearest",
     "bilinear": "bilinear",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -327,6 +327,32 @@ def _scan(ds: xr.Dataset, fine: Hashable, coarse: Hashable, progress: bool | Non
     return out
 
 
+def _pair_mask(
+    cov: Mapping[Hashable, np.ndarray], fine: Hashable, coarse: Hashable, min_coverage: float
+) -> np.ndarray:
+    """Per date, from a scan's coverage: both variables cover ``min_coverage`` (a pair)."""
+    return (cov[fine] >= min_coverage) & (cov[coarse] >= min_coverage)
+
+
+def _target_mask(
+    cov: Mapping[Hashable, np.ndarray],
+    fine: Hashable | None,
+    coarse: Hashable,
+    min_coverage: float,
+    include_pairs: bool = False,
+) -> np.ndarray:
+    """Per date: ``coarse`` covers ``min_coverage`` and, unless ``include_pairs`` (or
+    ``fine`` is None), ``fine`` does not (a target)."""
+    ok = cov[coarse] >= min_coverage
+    if fine is not None and not include_pairs:
+        ok = ok & ~(cov[fine] >= min_coverage)
+    return ok
+
+
+def _dates(ds: xr.Dataset, mask: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(ds["time"].values[mask], name="time")
+
+
 def _check_values(
     name: Hashable, da: xr.DataArray, stats: tuple[int, float, float, float, int]
 ) -> None:
@@ -448,6 +474,22 @@ def validate(
     >>> xstf.validate(ds) is ds
     True
     """
+    _validated_scan(ds, fine, coarse, min_coverage, require_pairs, progress)
+    return ds
+
+
+def _validated_scan(
+    ds: xr.Dataset,
+    fine: Hashable,
+    coarse: Hashable,
+    min_coverage: float,
+    require_pairs: int,
+    progress: bool | None,
+) -> _Scan:
+    """:func:`validate`'s checks; returns the pass they made, so that a caller needing the
+    coverage next (:func:`xstf.prediction.resolve_dates`) does not read a numpy cube again
+    (only dask passes are cached: a numpy array has no key that changes when it is
+    modified in place)."""
     if not isinstance(ds, xr.Dataset):
         raise CubeError(
             f"expected an xarray.Dataset cube, got {type(ds).__name__}; build one with "
@@ -484,8 +526,7 @@ def validate(
         _check_values(name, da, scan.stats[name])
         _warn_zero_spike(name, da, scan.stats[name][0], scan.n_melt[name])
     if require_pairs:
-        ok = (cov[fine] >= min_coverage) & (cov[coarse] >= min_coverage)
-        n = int(ok.sum())
+        n = int(_pair_mask(cov, fine, coarse, min_coverage).sum())
         if n < require_pairs:
             best = np.argsort(-np.minimum(cov[fine], cov[coarse]))[:3]
             hint = ", ".join(
@@ -497,7 +538,7 @@ def validate(
                 f">= {min_coverage:.0%}); {require_pairs} needed. Best dates: {hint}. Lower "
                 "min_coverage, fill gaps (ds.stf.fill_gaps) or add dates"
             )
-    return ds
+    return scan
 
 
 def coverage(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse") -> xr.Dataset:
@@ -571,24 +612,6 @@ def coverage_fractions(
     return {name: scan.coverage[name] for name in (fine, coarse)}
 
 
-def _observed(
-    ds: xr.Dataset,
-    fine: Hashable,
-    coarse: Hashable,
-    min_coverage: float,
-    progress: bool | None = None,
-) -> tuple[xr.Dataset, np.ndarray, np.ndarray]:
-    """Coverage (one cached pass, both variables) and the per-date usable flags."""
-    scan = _scan(ds, fine, coarse, progress)
-    cov = xr.Dataset(
-        {name: ("time", scan.coverage[name]) for name in (fine, coarse)},
-        coords={"time": ds["time"].values},
-    )
-    for name in (fine, coarse):
-        cov[name].attrs = {"long_name": f"valid fraction of {name}", "units": "1"}
-    return cov, scan.coverage[fine] >= min_coverage, scan.coverage[coarse] >= min_coverage
-
-
 def pair_dates(
     ds: xr.Dataset,
     fine: Hashable = "fine",
@@ -622,9 +645,8 @@ def pair_dates(
     >>> len(xstf.cube.pair_dates(ds))
     4
     """
-    _, f_ok, c_ok = _observed(ds, fine, coarse, min_coverage, progress)
-    ok = f_ok & c_ok
-    return pd.DatetimeIndex(ds["time"].values[ok], name="time")
+    cov = _scan(ds, fine, coarse, progress).coverage
+    return _dates(ds, _pair_mask(cov, fine, coarse, min_coverage))
 
 
 def target_dates(
@@ -663,10 +685,8 @@ def target_dates(
     >>> len(xstf.cube.target_dates(ds))
     60
     """
-    _, f_ok, ok = _observed(ds, fine, coarse, min_coverage, progress)
-    if not include_pairs:
-        ok = ok & ~f_ok
-    return pd.DatetimeIndex(ds["time"].values[ok], name="time")
+    cov = _scan(ds, fine, coarse, progress).coverage
+    return _dates(ds, _target_mask(cov, fine, coarse, min_coverage, include_pairs))
 
 
 def reference_pairs(
@@ -886,10 +906,12 @@ def summary(
     >>> print(xstf.cube.summary(xstf.datasets.synthetic(size=32, days=20)).splitlines()[0])
     LST cube: 20 dates (2021-01-01 .. 2021-01-20), 32 x 32 pixels of 30 m, CRS EPSG:32631
     """
-    cov, f_ok, c_ok = _observed(ds, fine, coarse, min_coverage, progress)
+    cov = _scan(ds, fine, coarse, progress).coverage
     times = pd.DatetimeIndex(ds["time"].values)
-    pairs = times[f_ok & c_ok]
-    targets = times[c_ok & ~f_ok]
+    pairs = _dates(ds, _pair_mask(cov, fine, coarse, min_coverage))
+    targets = _dates(ds, _target_mask(cov, fine, coarse, min_coverage))
+    f_ok = cov[fine] >= min_coverage
+    neither = ~(cov[coarse] >= min_coverage) & ~f_ok
     res = ds.attrs.get("fine_resolution")
     crs = None
     if "spatial_ref" in ds.coords:
@@ -904,10 +926,9 @@ def summary(
         f"pairs ({fine} and {coarse} >= {min_coverage:.0%} valid): {len(pairs)}: "
         + ", ".join(str(d.date()) for d in pairs[:8])
         + (" ..." if len(pairs) > 8 else ""),
-        f"targets ({coarse} only): {len(targets)}; dates with neither: "
-        f"{int((~c_ok & ~f_ok).sum())}",
+        f"targets ({coarse} only): {len(targets)}; dates with neither: {int(neither.sum())}",
         f"coverage: {fine} {float(cov[fine].mean()):.0%} mean over all dates "
-        f"({float(cov[fine].values[f_ok].mean()) if f_ok.any() else 0:.0%} on its observed dates), "
+        f"({float(cov[fine][f_ok].mean()) if f_ok.any() else 0:.0%} on its observed dates), "
         f"{coarse} {float(cov[coarse].mean()):.0%}",
     ]
     return "\n".join(lines)

@@ -21,34 +21,8 @@ True
 
 from __future__ import annotations
 
-from .protocol import (
-    BASELINE,
-    CLASSICAL,
-    METHODS,
-    SURVEY_TEST_SHARE,
-    ExperimentResult,
-    Method,
-    check_methods,
-    method_names,
-    register_method,
-    run,
-    split_test_dates,
-    variability,
-)
+from . import protocol as _protocol
+from .protocol import *  # noqa: F403  (the front re-exports the protocol's public names)
 from .report import write_report
 
-__all__ = [
-    "BASELINE",
-    "CLASSICAL",
-    "METHODS",
-    "SURVEY_TEST_SHARE",
-    "ExperimentResult",
-    "Method",
-    "check_methods",
-    "method_names",
-    "register_method",
-    "run",
-    "split_test_dates",
-    "variability",
-    "write_report",
-]
+__all__ = [*_protocol.__all__, "write_report"]

@@ -84,12 +84,11 @@ def as_dates(values: Any, times: pd.DatetimeIndex, what: str) -> pd.DatetimeInde
 def _coverage(
     ds: xr.Dataset, fine: Hashable | None, coarse: Hashable
 ) -> dict[Hashable, np.ndarray]:
-    if fine is not None:  # the cube's cached pass (validate has just made it)
-        return _cube.coverage_fractions(ds, fine, coarse)
-    names = [coarse]
-    arrays = [ds[n].notnull().mean(("y", "x"), dtype="float64").data for n in names]
-    values = dask.compute(*arrays)  # one pass over the cube, both variables
-    return {n: np.asarray(v, dtype=np.float64) for n, v in zip(names, values, strict=True)}
+    """Valid fraction per date: the cube's pass over both variables, or ``coarse`` alone."""
+    if fine is not None:
+        return _cube.coverage_fractions(ds, fine, coarse)  # cached on dask data
+    (values,) = dask.compute(ds[coarse].notnull().mean(("y", "x"), dtype="float64").data)
+    return {coarse: np.asarray(values, dtype=np.float64)}
 
 
 def _check_targets(
@@ -151,10 +150,7 @@ def resolve_targets(
     times = pd.DatetimeIndex(ds["time"].values)
     cov = coverage if coverage is not None else _coverage(ds, fine, coarse)
     if targets is None:
-        ok = cov[coarse] >= min_coverage
-        if fine is not None:
-            ok &= ~(cov[fine] >= min_coverage)
-        idx = pd.DatetimeIndex(times[ok], name="time")
+        idx = _cube._dates(ds, _cube._target_mask(cov, fine, coarse, min_coverage))
         if len(idx) == 0:
             raise CubeError(
                 f"the cube has no target dates (dates where {coarse!r} covers >= "
@@ -179,9 +175,9 @@ def resolve_dates(
 ) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
     """Validate the cube and return ``(targets, pairs)`` for a pair-based method.
 
-    The cube's coverage is computed once (one dask pass for both variables) and used
-    for the default pairs (:func:`xstf.cube.pair_dates`), the default targets
-    (:func:`xstf.cube.target_dates`) and the checks of explicit ones.
+    The cube's coverage comes from the validation's one pass over both variables (on
+    numpy data too) and serves the default pairs (:func:`xstf.cube.pair_dates`), the
+    default targets (:func:`xstf.cube.target_dates`) and the checks of explicit ones.
 
     Parameters
     ----------
@@ -217,12 +213,12 @@ def resolve_dates(
     >>> len(t), len(p)
     (18, 2)
     """
-    _cube.validate(ds, fine, coarse, min_coverage, require_pairs=n_pairs if pairs is None else 0)
+    # validate's pass gives the coverage: one pass over a numpy cube, cached for dask
+    require = n_pairs if pairs is None else 0
+    cov = _cube._validated_scan(ds, fine, coarse, min_coverage, require, None).coverage
     times = pd.DatetimeIndex(ds["time"].values)
-    cov = _coverage(ds, fine, coarse)
     if pairs is None:
-        ok = (cov[fine] >= min_coverage) & (cov[coarse] >= min_coverage)
-        pairs_idx = pd.DatetimeIndex(times[ok], name="time")
+        pairs_idx = _cube._dates(ds, _cube._pair_mask(cov, fine, coarse, min_coverage))
     else:
         pairs_idx = as_dates(pairs, times, "pairs")
         empty = [

@@ -45,6 +45,7 @@ __all__ = [
     "BASELINE",
     "CLASSICAL",
     "METHODS",
+    "SURVEY_TEST_SHARE",
     "ExperimentResult",
     "Method",
     "check_methods",

@@ -25,13 +25,23 @@ from .decode import (
     modis_qc_mask,
 )
 
-__all__ = ["DEFAULT_MAX_LST_ERROR", "MODIS_SINUSOIDAL", "modis_qc_reject", "open_modis"]
+__all__ = ["DEFAULT_MAX_LST_ERROR", "MODIS_SINUSOIDAL", "open_modis"]
 
 _HDF_LOCK = threading.Lock()  # the HDF4 library is not thread-safe
 _KINDS = ("auto", "dn", "scaled")
 
-#: Former name of :func:`xstf.io.decode.modis_qc_mask` (same function).
-modis_qc_reject = modis_qc_mask
+
+def __getattr__(name: str) -> Any:
+    # the former name of xstf.io.modis_qc_mask: still found, with a DeprecationWarning
+    if name == "modis_qc_reject":
+        warnings.warn(
+            "xstf.io.modis.modis_qc_reject is deprecated and will be removed: use "
+            "xstf.io.modis_qc_mask (the same function)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return modis_qc_mask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- HDF4-EOS ------------------------------------------------------------------------------------
