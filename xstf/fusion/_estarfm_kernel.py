@@ -12,8 +12,11 @@ How the work is organised (the algorithm itself is in :mod:`xstf.fusion.estarfm`
   are separable box sums, accumulated in a fixed order in float64;
 - the candidate test and the weighted sums are fused in one pass that runs, for one
   output row, over the window offsets and, innermost, over the centres of the row: a
-  long contiguous loop that LLVM vectorises (float32 lanes). Partial sums of one
-  window row are float32, totals float64;
+  long contiguous loop that LLVM vectorises (float32 lanes). Each sweep of the row
+  takes ``UNROLL`` window columns, so a centre's partial sums stay in registers over
+  them; the terms are still added one column at a time in the written order (no
+  "reassoc"), bit for bit as with one column per sweep. Partial sums of one window
+  row are float32, totals float64;
 - the regression sums for the conversion coefficient (only where the coarse-change
   gate passes) and the fallback sums (only where the prediction leaves the DN range)
   are extra passes over the rows that need them;
