@@ -8,6 +8,8 @@ Run (from the repository root)::
     # before/after: the 950² easy and hard cases, interleaved with another checkout
     git worktree add /tmp/xstf-before <old commit>
     .venv/bin/python benchmarks/bench_estarfm.py --baseline /tmp/xstf-before --repeat 5
+    # ... the same, the "after" runs with 512-bit vectors (AVX-512 CPUs, see docs/guide/estarfm.md)
+    .venv/bin/python benchmarks/bench_estarfm.py --baseline /tmp/xstf-before --wide-vectors
 
 Every configuration runs in a fresh subprocess so its peak memory (``ru_maxrss``) is
 its own; the numba kernels are compiled (or loaded from the cache) and warmed up on a
@@ -140,9 +142,9 @@ def child(cfg: dict) -> dict:
     }
 
 
-def run(cfg: dict, tree: str | None = None) -> dict:
+def run(cfg: dict, tree: str | None = None, extra_env: dict | None = None) -> dict:
     """Run one configuration in a fresh process; ``tree``: import xstf from there."""
-    env = dict(os.environ)
+    env = {**os.environ, **(extra_env or {})}
     root = tree or str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
     out = subprocess.run(
@@ -158,6 +160,17 @@ def run(cfg: dict, tree: str | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def wide_vector_features() -> str:
+    """This CPU's LLVM features without the 256-bit vector preference (for AVX-512 CPUs).
+
+    LLVM tunes recent Intel CPUs to vectorise with 256-bit registers; ``NUMBA_CPU_FEATURES``
+    set to this string lets numba's loops use the full 512-bit ones.
+    """
+    import llvmlite.binding as llvm
+
+    return llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
+
+
 def _row(r: dict) -> str:
     gate = "" if r["coarse_change_K"] != r["coarse_change_K"] else f"{r['coarse_change_K']:+.1f}"
     return (
@@ -166,32 +179,47 @@ def _row(r: dict) -> str:
     )
 
 
-def compare(baseline: str, repeat: int, threads: int, chunk: int) -> None:
-    """Interleaved before/after runs of the 950² easy and hard cases, medians and ratios."""
+def compare(
+    baseline: str, repeat: int, threads: int, chunk: int, after_env: dict | None = None
+) -> None:
+    """Interleaved before/after runs of the 950² easy and hard cases, medians and ratios.
+
+    ``after_env``: environment variables set for the "after" runs only (e.g. numba's
+    ``NUMBA_CPU_FEATURES``).
+    """
     import statistics
 
-    print(f"# before: {baseline}\n# after:  {Path(__file__).resolve().parents[1]}\n")
+    print(f"# before: {baseline}\n# after:  {Path(__file__).resolve().parents[1]}")
+    for k, v in (after_env or {}).items():
+        print(f"# after runs with {k}={v if len(v) < 60 else '...' + v[-40:]}")
+    print()
     print(
         "| case | threads | before s (median) | after s (median) | speed-up "
-        "| graph build before / after s |"
+        "| CPU s before / after (median) | CPU speed-up | graph build before / after s |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for dates in ("january", "april"):
         cfg = {"size": 950, "half_window": 25, "threads": threads, "chunk": chunk, "dates": dates}
         before, after = [], []
         for _ in range(repeat):  # interleaved: the machine's load hits both alike
             before.append(run(cfg, baseline))
-            after.append(run(cfg))
+            after.append(run(cfg, extra_env=after_env))
         b = statistics.median(r["wall_s"] for r in before)
         a = statistics.median(r["wall_s"] for r in after)
+        bc = statistics.median(r["cpu_s"] for r in before)
+        ac = statistics.median(r["cpu_s"] for r in after)
         bb = statistics.median(r.get("build_s", float("nan")) for r in before)
         ab = statistics.median(r["build_s"] for r in after)
         case = "easy (no V)" if dates == "january" else "hard (V regression)"
         print(
-            f"| {case} | {threads} | {b:.2f} | {a:.2f} | {b / a:.2f}x | {bb:.3f} / {ab:.3f} |",
+            f"| {case} | {threads} | {b:.2f} | {a:.2f} | {b / a:.2f}x | {bc:.2f} / {ac:.2f} "
+            f"| {bc / ac:.2f}x | {bb:.3f} / {ab:.3f} |",
             flush=True,
         )
-    print("\nEach run is a fresh process; walls exclude set-up and compilation.")
+    print(
+        "\nEach run is a fresh process; walls exclude set-up and compilation. CPU s (all "
+        "threads) is less sensitive than wall time to other jobs on a shared machine."
+    )
 
 
 def main() -> None:
@@ -205,12 +233,27 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--baseline", help="another xstf checkout: interleaved before/after runs")
     p.add_argument("--repeat", type=int, default=5, help="runs per side with --baseline")
+    p.add_argument(
+        "--after-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --baseline: set this environment variable for the 'after' runs only",
+    )
+    p.add_argument(
+        "--wide-vectors",
+        action="store_true",
+        help="with --baseline: 'after' runs let numba use 512-bit vectors (AVX-512 CPUs)",
+    )
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
     if args.baseline:
-        compare(args.baseline, args.repeat, args.threads, args.chunk)
+        after_env = dict(e.split("=", 1) for e in args.after_env)
+        if args.wide_vectors:
+            after_env["NUMBA_CPU_FEATURES"] = wide_vector_features()
+        compare(args.baseline, args.repeat, args.threads, args.chunk, after_env)
         return
     print(f"# ESTARFM benchmark — {os.cpu_count()} CPUs; one target date; times exclude set-up\n")
     head = (

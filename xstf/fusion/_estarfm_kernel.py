@@ -12,8 +12,11 @@ How the work is organised (the algorithm itself is in :mod:`xstf.fusion.estarfm`
   are separable box sums, accumulated in a fixed order in float64;
 - the candidate test and the weighted sums are fused in one pass that runs, for one
   output row, over the window offsets and, innermost, over the centres of the row: a
-  long contiguous loop that LLVM vectorises (float32 lanes). Partial sums of one
-  window row are float32, totals float64;
+  long contiguous loop that LLVM vectorises (float32 lanes). Each sweep of the row
+  takes ``UNROLL`` window columns, so a centre's partial sums stay in registers over
+  them; the terms are still added one column at a time in the written order (no
+  "reassoc"), bit for bit as with one column per sweep. Partial sums of one window
+  row are float32, totals float64;
 - the regression sums for the conversion coefficient (only where the coarse-change
   gate passes) and the fallback sums (only where the prediction leaves the DN range)
   are extra passes over the rows that need them;
@@ -175,7 +178,79 @@ def _temporal_weights(m1: float, m2: float, few: bool):
     return t1, 1.0 - t1, e1, e2
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+#: ``estarfm_block``'s flags: without "reassoc", LLVM keeps the summation order written in
+#: the source (each sum gains its terms one window column at a time, as before unrolling).
+FASTMATH_ORDERED = {"contract", "arcp", "nsz"}
+#: Window columns summed per pass of the innermost loop (partial sums held in registers).
+UNROLL = 8
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH_ORDERED)
+def _cand_sums(s, rows, j, f1c, f2c, th1, th2, dd):
+    """Add pixel ``j`` of one window row to a centre's five candidate sums.
+
+    ``s`` = (count, sum W, sum W·(C0 - C1), sum W·(C0 - C2), sum (C1 - C2)) over the
+    candidates, unnormalised ``W = 1 / ((1 - R)·d + eps)``; ``rows`` = the window row of
+    ``a1, a2, g, d1, d2, cd``; ``f1c, f2c``: the centre's fine values; ``dd``: distance.
+    """
+    a1r, a2r, gr, d1r, d2r, cdr = rows
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    m = (abs(a1r[j] - f1c) < th1) & (abs(a2r[j] - f2c) < th2)
+    wt = one / (gr[j] * dd + _EPS_D)
+    wt = wt if m else zero
+    return (
+        s[0] + (one if m else zero),
+        s[1] + wt,
+        s[2] + wt * d1r[j],
+        s[3] + wt * d2r[j],
+        s[4] + (cdr[j] if m else zero),
+    )
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH_ORDERED)
+def _regression_sums(s, rows, j, f1c, f2c, cc1, th1, th2):
+    """Add pixel ``j`` of one window row to a centre's regression sums (if a candidate).
+
+    ``s`` = sums of x, y, x², xy, y² over both dates, with ``x = C_k - C1(centre)`` and
+    ``y = F_k - F1(centre)`` (one shift for all 2n points leaves the regression
+    unchanged); ``rows`` = the window row of ``a1, a2, c1, c2``.
+    """
+    a1r, a2r, c1r, c2r = rows
+    zero = np.float32(0.0)
+    f1d = a1r[j] - f1c
+    f2d = a2r[j] - f2c
+    m = (abs(f1d) < th1) & (abs(f2d) < th2)
+    x1 = c1r[j] - cc1
+    x2 = c2r[j] - cc1
+    f1d = f1d if m else zero
+    f2d = a2r[j] - f1c if m else zero
+    x1 = x1 if m else zero
+    x2 = x2 if m else zero
+    return (
+        s[0] + (x1 + x2),
+        s[1] + (f1d + f2d),
+        (s[2] + x1 * x1) + x2 * x2,
+        (s[3] + x1 * f1d) + x2 * f2d,
+        (s[4] + f1d * f1d) + f2d * f2d,
+    )
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH_ORDERED)
+def _fallback_sums(s, rows, j, f1c, f2c, th1, th2, dd):
+    """Add pixel ``j`` of one window row to a centre's sums of W·(F_k - F_k(centre))."""
+    a1r, a2r, gr = rows
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    f1d = a1r[j] - f1c
+    f2d = a2r[j] - f2c
+    m = (abs(f1d) < th1) & (abs(f2d) < th2)
+    wt = one / (gr[j] * dd + _EPS_D)
+    wt = wt if m else zero
+    return (s[0] + wt * (f1d if m else zero), s[1] + wt * (f2d if m else zero))
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH_ORDERED, error_model="numpy")
 def estarfm_block(
     block: np.ndarray,
     w: int,
@@ -244,8 +319,7 @@ def estarfm_block(
     need_fb = np.zeros(nx, np.bool_)
     t1 = np.empty(nx, np.float64)
     t2 = np.empty(nx, np.float64)
-    zero = np.float32(0.0)
-    one = np.float32(1.0)
+    kb = k - k % UNROLL  # window columns summed UNROLL at a time
 
     for y in range(ny):
         yc = y + w
@@ -266,18 +340,32 @@ def estarfm_block(
             p1[:] = 0.0
             p2[:] = 0.0
             pc[:] = 0.0
-            for c in range(k):
-                dd = dist[r, c]
-                for x in range(nx):
-                    j = x + c
-                    m = (abs(a1[yr, j] - cf1[x]) < th1) & (abs(a2[yr, j] - cf2[x]) < th2)
-                    wt = one / (g[yr, j] * dd + _EPS_D)
-                    wt = wt if m else zero
-                    pn[x] += one if m else zero
-                    pw[x] += wt
-                    p1[x] += wt * d1[yr, j]
-                    p2[x] += wt * d2[yr, j]
-                    pc[x] += cd[yr, j] if m else zero
+            rows = (a1[yr], a2[yr], g[yr], d1[yr], d2[yr], cd[yr])
+            drow = dist[r]
+            for c in range(0, kb, UNROLL):  # UNROLL window columns per sweep of the row
+                uc = np.uint64(c)
+                dd0, dd1, dd2, dd3 = drow[c], drow[c + 1], drow[c + 2], drow[c + 3]
+                dd4, dd5, dd6, dd7 = drow[c + 4], drow[c + 5], drow[c + 6], drow[c + 7]
+                for x in range(np.uint64(0), np.uint64(nx)):
+                    j = x + uc
+                    s = (pn[x], pw[x], p1[x], p2[x], pc[x])
+                    s = _cand_sums(s, rows, j, cf1[x], cf2[x], th1, th2, dd0)
+                    s = _cand_sums(s, rows, j + np.uint64(1), cf1[x], cf2[x], th1, th2, dd1)
+                    s = _cand_sums(s, rows, j + np.uint64(2), cf1[x], cf2[x], th1, th2, dd2)
+                    s = _cand_sums(s, rows, j + np.uint64(3), cf1[x], cf2[x], th1, th2, dd3)
+                    s = _cand_sums(s, rows, j + np.uint64(4), cf1[x], cf2[x], th1, th2, dd4)
+                    s = _cand_sums(s, rows, j + np.uint64(5), cf1[x], cf2[x], th1, th2, dd5)
+                    s = _cand_sums(s, rows, j + np.uint64(6), cf1[x], cf2[x], th1, th2, dd6)
+                    s = _cand_sums(s, rows, j + np.uint64(7), cf1[x], cf2[x], th1, th2, dd7)
+                    pn[x], pw[x], p1[x], p2[x], pc[x] = s
+            for c in range(kb, k):  # the remaining columns, one at a time
+                uc = np.uint64(c)
+                dd = drow[c]
+                for x in range(np.uint64(0), np.uint64(nx)):
+                    j = x + uc
+                    pn[x], pw[x], p1[x], p2[x], pc[x] = _cand_sums(
+                        (pn[x], pw[x], p1[x], p2[x], pc[x]), rows, j, cf1[x], cf2[x], th1, th2, dd
+                    )
             for x in range(nx):
                 tn[x] += pn[x]
                 tw[x] += pw[x]
@@ -309,27 +397,49 @@ def estarfm_block(
                 qxx[:] = 0.0
                 qxy[:] = 0.0
                 qyy[:] = 0.0
-                for c in range(k):
+                rows = (a1[yr], a2[yr], c1[yr], c2[yr])
+                for c in range(0, kb, UNROLL):  # UNROLL window columns per sweep of the row
                     uc = np.uint64(c)
-                    # unsigned indices: no negative-index wraparound, so LLVM vectorises
                     for x in range(np.uint64(lo), np.uint64(hi + 1)):
-                        ju = x + uc
-                        f1d = a1[yr, ju] - cf1[x]
-                        f2d = a2[yr, ju] - cf2[x]
-                        m = (abs(f1d) < th1) & (abs(f2d) < th2)
-                        # both dates relative to the centre's date-1 values (one shift for
-                        # all 2n points keeps the regression unchanged)
-                        x1 = c1[yr, ju] - cc1[x]
-                        x2 = c2[yr, ju] - cc1[x]
-                        f1d = f1d if m else zero
-                        f2d = a2[yr, ju] - cf1[x] if m else zero
-                        x1 = x1 if m else zero
-                        x2 = x2 if m else zero
-                        qx[x] += x1 + x2
-                        qy[x] += f1d + f2d
-                        qxx[x] += x1 * x1 + x2 * x2
-                        qxy[x] += x1 * f1d + x2 * f2d
-                        qyy[x] += f1d * f1d + f2d * f2d
+                        j = x + uc
+                        s = (qx[x], qy[x], qxx[x], qxy[x], qyy[x])
+                        s = _regression_sums(s, rows, j, cf1[x], cf2[x], cc1[x], th1, th2)
+                        s = _regression_sums(
+                            s, rows, j + np.uint64(1), cf1[x], cf2[x], cc1[x], th1, th2
+                        )
+                        s = _regression_sums(
+                            s, rows, j + np.uint64(2), cf1[x], cf2[x], cc1[x], th1, th2
+                        )
+                        s = _regression_sums(
+                            s, rows, j + np.uint64(3), cf1[x], cf2[x], cc1[x], th1, th2
+                        )
+                        s = _regression_sums(
+                            s, rows, j + np.uint64(4), cf1[x], cf2[x], cc1[x], th1, th2
+                        )
+                        s = _regression_sums(
+                            s, rows, j + np.uint64(5), cf1[x], cf2[x], cc1[x], th1, th2
+                        )
+                        s = _regression_sums(
+                            s, rows, j + np.uint64(6), cf1[x], cf2[x], cc1[x], th1, th2
+                        )
+                        s = _regression_sums(
+                            s, rows, j + np.uint64(7), cf1[x], cf2[x], cc1[x], th1, th2
+                        )
+                        qx[x], qy[x], qxx[x], qxy[x], qyy[x] = s
+                for c in range(kb, k):  # the remaining columns, one at a time
+                    uc = np.uint64(c)
+                    for x in range(np.uint64(lo), np.uint64(hi + 1)):
+                        j = x + uc
+                        qx[x], qy[x], qxx[x], qxy[x], qyy[x] = _regression_sums(
+                            (qx[x], qy[x], qxx[x], qxy[x], qyy[x]),
+                            rows,
+                            j,
+                            cf1[x],
+                            cf2[x],
+                            cc1[x],
+                            th1,
+                            th2,
+                        )
                 for x in range(lo, hi + 1):
                     ux[x] += qx[x]
                     uy[x] += qy[x]
@@ -391,18 +501,46 @@ def estarfm_block(
                 yr = y + r
                 qx[:] = 0.0
                 qy[:] = 0.0
-                for c in range(k):
-                    dd = dist[r, c]
+                rows3 = (a1[yr], a2[yr], g[yr])
+                drow = dist[r]
+                for c in range(0, kb, UNROLL):  # UNROLL window columns per sweep of the row
                     uc = np.uint64(c)
+                    dd0, dd1, dd2, dd3 = drow[c], drow[c + 1], drow[c + 2], drow[c + 3]
+                    dd4, dd5, dd6, dd7 = drow[c + 4], drow[c + 5], drow[c + 6], drow[c + 7]
                     for x in range(np.uint64(lo), np.uint64(hi + 1)):
-                        ju = x + uc
-                        f1d = a1[yr, ju] - cf1[x]
-                        f2d = a2[yr, ju] - cf2[x]
-                        m = (abs(f1d) < th1) & (abs(f2d) < th2)
-                        wt = one / (g[yr, ju] * dd + _EPS_D)
-                        wt = wt if m else zero
-                        qx[x] += wt * (f1d if m else zero)
-                        qy[x] += wt * (f2d if m else zero)
+                        j = x + uc
+                        s = (qx[x], qy[x])
+                        s = _fallback_sums(s, rows3, j, cf1[x], cf2[x], th1, th2, dd0)
+                        s = _fallback_sums(
+                            s, rows3, j + np.uint64(1), cf1[x], cf2[x], th1, th2, dd1
+                        )
+                        s = _fallback_sums(
+                            s, rows3, j + np.uint64(2), cf1[x], cf2[x], th1, th2, dd2
+                        )
+                        s = _fallback_sums(
+                            s, rows3, j + np.uint64(3), cf1[x], cf2[x], th1, th2, dd3
+                        )
+                        s = _fallback_sums(
+                            s, rows3, j + np.uint64(4), cf1[x], cf2[x], th1, th2, dd4
+                        )
+                        s = _fallback_sums(
+                            s, rows3, j + np.uint64(5), cf1[x], cf2[x], th1, th2, dd5
+                        )
+                        s = _fallback_sums(
+                            s, rows3, j + np.uint64(6), cf1[x], cf2[x], th1, th2, dd6
+                        )
+                        s = _fallback_sums(
+                            s, rows3, j + np.uint64(7), cf1[x], cf2[x], th1, th2, dd7
+                        )
+                        qx[x], qy[x] = s
+                for c in range(kb, k):  # the remaining columns, one at a time
+                    uc = np.uint64(c)
+                    dd = drow[c]
+                    for x in range(np.uint64(lo), np.uint64(hi + 1)):
+                        j = x + uc
+                        qx[x], qy[x] = _fallback_sums(
+                            (qx[x], qy[x]), rows3, j, cf1[x], cf2[x], th1, th2, dd
+                        )
                 for x in range(lo, hi + 1):
                     ux[x] += qx[x]
                     uy[x] += qy[x]
