@@ -6,8 +6,11 @@ scene) and return its interior. This module
 - (dates and the output DataArray are :mod:`xstf.prediction`'s job),
 - builds, per target, the stack of layers a kernel needs,
 - runs a kernel over a numpy scene (row strips on a thread pool) or lazily over a
-  dask array (``overlap`` with a NaN boundary + ``blockwise``; chunks smaller than
-  the halo are merged first, explicitly),
+  dask array, in memory bounded by the chunks: each block gets its halo from its
+  neighbours' thin rims (cut from a second read of the layers) rather than from their
+  whole chunks; chunks smaller than the halo are merged first, explicitly (see
+  :func:`_run_dask`),
+- computes whole-scene statistics (:func:`scene_std`) from their own read of the date.
 """
 
 from __future__ import annotations
@@ -66,12 +69,17 @@ def check_half_window(ds: xr.Dataset, half_window: Any, name: str = "half_window
 def scene_std(da2d: Any) -> Any:
     """Sample standard deviation (ddof=1) of the finite pixels of one date, in float64.
 
-    numpy in -> numpy scalar array; dask in -> a lazy 0-d dask array.
+    numpy in -> numpy scalar array; dask in -> a lazy 0-d dask array, computed from its
+    own read of the date (:func:`xstf._dask.fresh_copy`): the kernels that need it then
+    do not keep the date's chunks in memory while it is being reduced.
     """
     if _is_dask(da2d):
         import dask.array as dsa
 
-        return dsa.nanstd(da2d.astype(np.float64), ddof=1)
+        from .._dask import fresh_copy
+
+        (own,) = fresh_copy(da2d)
+        return dsa.nanstd(own.astype(np.float64), ddof=1)
     return np.asarray(np.nanstd(np.asarray(da2d, dtype=np.float64), ddof=1))
 
 
@@ -156,16 +164,80 @@ def run_kernel(
     return np.concatenate(parts, axis=0)
 
 
-def _block_call(block: np.ndarray, stats: np.ndarray, call: Callable, **kwargs: Any) -> np.ndarray:
-    return call(
-        np.ascontiguousarray(block, dtype=np.float32), np.asarray(stats, np.float64), **kwargs
-    )
+#: The pieces of a block's rim that its neighbours need (see :func:`_rim`).
+_TOP, _BOTTOM, _LEFT, _RIGHT, _TOP_LEFT, _TOP_RIGHT, _BOTTOM_LEFT, _BOTTOM_RIGHT = range(8)
+
+
+def _rim(block: np.ndarray, w: int, m: int) -> np.ndarray:
+    """The ``w``-pixel rim of a ``(layers, h, wd)`` block, as ``(1, 1, layers, 8, w, m)``.
+
+    Pieces (copies, NaN-padded to ``m``): the top and bottom ``w`` rows, the left and
+    right ``w`` columns (transposed to ``(w, h)``), and the four ``w x w`` corners.
+    """
+    n, h, wd = block.shape
+    out = np.full((1, 1, n, 8, w, m), np.nan, dtype=np.float32)
+    r = out[0, 0]
+    r[:, _TOP, :, :wd] = block[:, :w]
+    r[:, _BOTTOM, :, :wd] = block[:, h - w :]
+    r[:, _LEFT, :, :h] = block[:, :, :w].transpose(0, 2, 1)
+    r[:, _RIGHT, :, :h] = block[:, :, wd - w :].transpose(0, 2, 1)
+    r[:, _TOP_LEFT, :, :w] = block[:, :w, :w]
+    r[:, _TOP_RIGHT, :, :w] = block[:, :w, wd - w :]
+    r[:, _BOTTOM_LEFT, :, :w] = block[:, h - w :, :w]
+    r[:, _BOTTOM_RIGHT, :, :w] = block[:, h - w :, wd - w :]
+    return out
+
+
+def _padded(core: np.ndarray, rims: np.ndarray, w: int) -> np.ndarray:
+    """A block with its ``w``-pixel halo from its neighbours' rims.
+
+    ``core`` is ``(layers, h, wd)``, ``rims`` the ``(3, 3, layers, 8, w, m)`` rims of the
+    block and its eight neighbours (NaN beyond the scene).
+    """
+    n, h, wd = core.shape
+    out = np.empty((n, h + 2 * w, wd + 2 * w), dtype=np.float32)
+    out[:, w : w + h, w : w + wd] = core
+    out[:, :w, w : w + wd] = rims[0, 1, :, _BOTTOM, :, :wd]
+    out[:, w + h :, w : w + wd] = rims[2, 1, :, _TOP, :, :wd]
+    out[:, w : w + h, :w] = rims[1, 0, :, _RIGHT, :, :h].transpose(0, 2, 1)
+    out[:, w : w + h, w + wd :] = rims[1, 2, :, _LEFT, :, :h].transpose(0, 2, 1)
+    out[:, :w, :w] = rims[0, 0, :, _BOTTOM_RIGHT, :, :w]
+    out[:, :w, w + wd :] = rims[0, 2, :, _BOTTOM_LEFT, :, :w]
+    out[:, w + h :, :w] = rims[2, 0, :, _TOP_RIGHT, :, :w]
+    out[:, w + h :, w + wd :] = rims[2, 2, :, _TOP_LEFT, :, :w]
+    return out
+
+
+def _block_call(
+    core: np.ndarray,
+    rims: np.ndarray,
+    stats: np.ndarray,
+    call: Callable,
+    halo: int,
+    **kwargs: Any,
+) -> np.ndarray:
+    block = _padded(np.asarray(core, dtype=np.float32), rims, halo)
+    return call(block, np.asarray(stats, np.float64), **kwargs)
 
 
 def _run_dask(
     call: Callable, layers: Sequence[Any], halo: int, stats: Sequence[Any], **kwargs: Any
 ):
+    """The lazy path of :func:`run_kernel`, in memory bounded by the chunks.
+
+    Each output block is computed from its own chunk of the layers and the ``halo``-pixel
+    rims of its eight neighbours. The chunks and the rims come from two separate reads of
+    the layers (:func:`xstf._dask.fresh_copy`), each its own per call: a chunk read for
+    the rims is dropped as soon as its rim (a thin copy) is cut, one read for the core is
+    dropped once its block is computed, and no read is shared with another call (another
+    target date) or with a whole-scene statistic. With a single read, dask would keep a
+    neighbour's chunk from the moment its halo is taken until its own block runs (a band
+    of chunks as wide as the scene), and a chunk shared with a statistic or another
+    target until every user has run.
+    """
     import dask.array as dsa
+
+    from .._dask import fresh_copy
 
     ref = next(a for a in layers if _is_dask(a)) if any(_is_dask(a) for a in layers) else None
     ny, nx = np.shape(layers[0])
@@ -184,21 +256,24 @@ def _run_dask(
         for a in layers
     ]
     stacked = dsa.stack(arrs).rechunk({0: -1})
-    ov = dsa.overlap.overlap(
-        stacked, depth={0: 0, 1: halo, 2: halo}, boundary={0: "none", 1: np.nan, 2: np.nan}
+    (core,) = fresh_copy(stacked, salt="core")
+    (edge,) = fresh_copy(stacked, salt="rim")
+    m = max(*chunks[0], *chunks[1])
+    rims = dsa.blockwise(
+        _rim, "yxlkab", edge, "lyx",
+        w=halo, m=m, new_axes={"k": 8, "a": halo, "b": m},
+        adjust_chunks={"y": (1,) * len(chunks[0]), "x": (1,) * len(chunks[1])},
+        dtype=np.float32, meta=np.empty((0,) * 6, dtype=np.float32),
+    )  # fmt: skip
+    hood = dsa.overlap.overlap(
+        rims,
+        depth={0: 1, 1: 1, 2: 0, 3: 0, 4: 0, 5: 0},
+        boundary={0: np.nan, 1: np.nan, 2: "none", 3: "none", 4: "none", 5: "none"},
     )
     st = dsa.stack([dsa.asarray(s, dtype=np.float64).reshape(()) for s in stats])
     return dsa.blockwise(
-        _block_call,
-        "yx",
-        ov,
-        "lyx",
-        st,
-        "s",
-        call=call,
-        concatenate=True,
-        dtype=np.float32,
+        _block_call, "yx", core, "lyx", hood, "yxlkab", st, "s",
+        call=call, halo=halo, concatenate=True, align_arrays=False,
         adjust_chunks={"y": chunks[0], "x": chunks[1]},
-        meta=np.empty((0, 0), dtype=np.float32),
-        **kwargs,
-    )
+        dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32), **kwargs,
+    )  # fmt: skip
