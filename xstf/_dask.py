@@ -17,10 +17,11 @@ from typing import Any
 
 import dask
 import dask.array as dsa
+import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-__all__ = ["fresh_copy"]
+__all__ = ["fresh_copy", "overlap_rims"]
 
 
 def _renamer(token: str) -> Any:
@@ -70,3 +71,121 @@ def fresh_copy(*arrays: dsa.Array, salt: str = "") -> tuple[dsa.Array, ...]:
             return tuple(arrays)
         new[subs[k]] = node.substitute(subs, key=subs[k])
     return tuple(dsa.Array(new, str(rename(a.name)), a.chunks, meta=a._meta) for a in arrays)
+
+
+#: The pieces of a block's rim that its neighbours need (see :func:`_rim`).
+_TOP, _BOTTOM, _LEFT, _RIGHT, _TOP_LEFT, _TOP_RIGHT, _BOTTOM_LEFT, _BOTTOM_RIGHT = range(8)
+
+
+def _rim(block: np.ndarray, w: int, m: int) -> np.ndarray:
+    """The ``w``-pixel rim of a ``(..., h, wd)`` block, as ``(..., 1, 1, 8, w, m)``.
+
+    Pieces (copies, NaN-padded to ``m``): the top and bottom ``w`` rows, the left and
+    right ``w`` columns (transposed to ``(w, h)``), and the four ``w x w`` corners.
+    """
+    *lead, h, wd = block.shape
+    out = np.full((*lead, 1, 1, 8, w, m), np.nan, dtype=block.dtype)
+    r = out[..., 0, 0, :, :, :]
+    r[..., _TOP, :, :wd] = block[..., :w, :]
+    r[..., _BOTTOM, :, :wd] = block[..., h - w :, :]
+    r[..., _LEFT, :, :h] = np.swapaxes(block[..., :w], -1, -2)
+    r[..., _RIGHT, :, :h] = np.swapaxes(block[..., wd - w :], -1, -2)
+    r[..., _TOP_LEFT, :, :w] = block[..., :w, :w]
+    r[..., _TOP_RIGHT, :, :w] = block[..., :w, wd - w :]
+    r[..., _BOTTOM_LEFT, :, :w] = block[..., h - w :, :w]
+    r[..., _BOTTOM_RIGHT, :, :w] = block[..., h - w :, wd - w :]
+    return out
+
+
+def _with_rims(core: np.ndarray, rims: np.ndarray, w: int) -> np.ndarray:
+    """A ``(..., h, wd)`` block with a ``w``-pixel halo cut from its neighbours' rims.
+
+    ``rims`` is ``(..., 3, 3, 8, w, m)``: the rims of the block and its eight neighbours
+    (NaN beyond the scene).
+    """
+    *lead, h, wd = core.shape
+    out = np.empty((*lead, h + 2 * w, wd + 2 * w), dtype=core.dtype)
+    out[..., w : w + h, w : w + wd] = core
+    out[..., :w, w : w + wd] = rims[..., 0, 1, _BOTTOM, :, :wd]
+    out[..., w + h :, w : w + wd] = rims[..., 2, 1, _TOP, :, :wd]
+    out[..., w : w + h, :w] = np.swapaxes(rims[..., 1, 0, _RIGHT, :, :h], -1, -2)
+    out[..., w : w + h, w + wd :] = np.swapaxes(rims[..., 1, 2, _LEFT, :, :h], -1, -2)
+    out[..., :w, :w] = rims[..., 0, 0, _BOTTOM_RIGHT, :, :w]
+    out[..., :w, w + wd :] = rims[..., 0, 2, _BOTTOM_LEFT, :, :w]
+    out[..., w + h :, :w] = rims[..., 2, 0, _TOP_RIGHT, :, :w]
+    out[..., w + h :, w + wd :] = rims[..., 2, 2, _TOP_LEFT, :, :w]
+    return out
+
+
+def overlap_rims(x: dsa.Array, depth: int, boundary: Any = np.nan) -> dsa.Array:
+    """``dask.array.overlap.overlap`` over the last two axes, in memory bounded by the chunks.
+
+    Each block gets a ``depth``-pixel halo from its neighbours: the same values as
+    ``overlap(x, depth={-2: depth, -1: depth}, boundary=...)`` (other axes untouched),
+    but the halo is cut from a second read of ``x`` (:func:`fresh_copy`) as thin rims,
+    each chunk of that read dropped as soon as its rim is copied, and the blocks' own
+    chunks come from a third read, used by that block only. With ``overlap``, a chunk
+    read for a neighbour's halo stays in memory until its own block runs: a band of
+    chunks as wide as the scene (or all of them, when another whole-scene computation
+    shares the reads). The price is reading (computing) ``x`` twice.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        At least 2-D, float; every chunk of the last two axes at least ``depth`` wide.
+    depth : int
+        Halo width (pixels, > 0).
+    boundary : float or "none"
+        Beyond the scene: filled with this constant (NaN by default), or ``"none"``: no
+        halo there (the edge blocks are ``depth`` smaller on that side, as ``overlap``).
+
+    Returns
+    -------
+    dask.array.Array
+        Blocks of ``(..., h + 2·depth, wd + 2·depth)`` (less at the scene's edge with
+        ``"none"``), one task each.
+
+    Examples
+    --------
+    >>> import dask.array as dsa, numpy as np
+    >>> x = dsa.arange(36.0, chunks=9).reshape(6, 6).rechunk(3)
+    >>> a = overlap_rims(x, 1, boundary="none")
+    >>> b = dsa.overlap.overlap(x, depth=1, boundary="none")
+    >>> a.chunks == b.chunks, bool((a.compute() == b.compute()).all())
+    (True, True)
+    """
+    w = int(depth)
+    if w < 1:
+        raise ValueError(f"depth must be >= 1 pixel, got {depth}")
+    cy, cx = x.chunks[-2], x.chunks[-1]
+    if min(*cy, *cx) < w:
+        raise ValueError(f"chunks {cy} x {cx} are smaller than the halo ({w} px): rechunk first")
+    nlead = x.ndim - 2
+    lead = "".join(chr(ord("a") + i) for i in range(nlead))
+    (core,) = fresh_copy(x, salt="core")
+    (edge,) = fresh_copy(x, salt="rim")
+    m = max(*cy, *cx)
+    rims = dsa.blockwise(
+        _rim, lead + "yxkpq", edge, lead + "yx",
+        w=w, m=m, new_axes={"k": 8, "p": w, "q": m},
+        adjust_chunks={"y": (1,) * len(cy), "x": (1,) * len(cx)},
+        dtype=x.dtype, meta=np.empty((0,) * (nlead + 5), dtype=x.dtype),
+    )  # fmt: skip
+    hood = dsa.overlap.overlap(
+        rims,
+        depth={i: (1 if i in (nlead, nlead + 1) else 0) for i in range(rims.ndim)},
+        boundary={i: (np.nan if i in (nlead, nlead + 1) else "none") for i in range(rims.ndim)},
+    )
+    out = dsa.blockwise(
+        _with_rims, lead + "yx", core, lead + "yx", hood, lead + "yxkpq",
+        w=w, concatenate=True, align_arrays=False,
+        adjust_chunks={"y": tuple(c + 2 * w for c in cy), "x": tuple(c + 2 * w for c in cx)},
+        dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=x.dtype),
+    )  # fmt: skip
+    if isinstance(boundary, str):
+        if boundary != "none":
+            raise ValueError(f"boundary must be a number or 'none', got {boundary!r}")
+        return out[..., w:-w, w:-w]
+    if not (isinstance(boundary, float) and np.isnan(boundary)):
+        raise ValueError(f"boundary must be NaN or 'none', got {boundary!r}")
+    return out

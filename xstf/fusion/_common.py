@@ -164,60 +164,10 @@ def run_kernel(
     return np.concatenate(parts, axis=0)
 
 
-#: The pieces of a block's rim that its neighbours need (see :func:`_rim`).
-_TOP, _BOTTOM, _LEFT, _RIGHT, _TOP_LEFT, _TOP_RIGHT, _BOTTOM_LEFT, _BOTTOM_RIGHT = range(8)
-
-
-def _rim(block: np.ndarray, w: int, m: int) -> np.ndarray:
-    """The ``w``-pixel rim of a ``(layers, h, wd)`` block, as ``(1, 1, layers, 8, w, m)``.
-
-    Pieces (copies, NaN-padded to ``m``): the top and bottom ``w`` rows, the left and
-    right ``w`` columns (transposed to ``(w, h)``), and the four ``w x w`` corners.
-    """
-    n, h, wd = block.shape
-    out = np.full((1, 1, n, 8, w, m), np.nan, dtype=np.float32)
-    r = out[0, 0]
-    r[:, _TOP, :, :wd] = block[:, :w]
-    r[:, _BOTTOM, :, :wd] = block[:, h - w :]
-    r[:, _LEFT, :, :h] = block[:, :, :w].transpose(0, 2, 1)
-    r[:, _RIGHT, :, :h] = block[:, :, wd - w :].transpose(0, 2, 1)
-    r[:, _TOP_LEFT, :, :w] = block[:, :w, :w]
-    r[:, _TOP_RIGHT, :, :w] = block[:, :w, wd - w :]
-    r[:, _BOTTOM_LEFT, :, :w] = block[:, h - w :, :w]
-    r[:, _BOTTOM_RIGHT, :, :w] = block[:, h - w :, wd - w :]
-    return out
-
-
-def _padded(core: np.ndarray, rims: np.ndarray, w: int) -> np.ndarray:
-    """A block with its ``w``-pixel halo from its neighbours' rims.
-
-    ``core`` is ``(layers, h, wd)``, ``rims`` the ``(3, 3, layers, 8, w, m)`` rims of the
-    block and its eight neighbours (NaN beyond the scene).
-    """
-    n, h, wd = core.shape
-    out = np.empty((n, h + 2 * w, wd + 2 * w), dtype=np.float32)
-    out[:, w : w + h, w : w + wd] = core
-    out[:, :w, w : w + wd] = rims[0, 1, :, _BOTTOM, :, :wd]
-    out[:, w + h :, w : w + wd] = rims[2, 1, :, _TOP, :, :wd]
-    out[:, w : w + h, :w] = rims[1, 0, :, _RIGHT, :, :h].transpose(0, 2, 1)
-    out[:, w : w + h, w + wd :] = rims[1, 2, :, _LEFT, :, :h].transpose(0, 2, 1)
-    out[:, :w, :w] = rims[0, 0, :, _BOTTOM_RIGHT, :, :w]
-    out[:, :w, w + wd :] = rims[0, 2, :, _BOTTOM_LEFT, :, :w]
-    out[:, w + h :, :w] = rims[2, 0, :, _TOP_RIGHT, :, :w]
-    out[:, w + h :, w + wd :] = rims[2, 2, :, _TOP_LEFT, :, :w]
-    return out
-
-
-def _block_call(
-    core: np.ndarray,
-    rims: np.ndarray,
-    stats: np.ndarray,
-    call: Callable,
-    halo: int,
-    **kwargs: Any,
-) -> np.ndarray:
-    block = _padded(np.asarray(core, dtype=np.float32), rims, halo)
-    return call(block, np.asarray(stats, np.float64), **kwargs)
+def _block_call(block: np.ndarray, stats: np.ndarray, call: Callable, **kwargs: Any) -> np.ndarray:
+    return call(
+        np.ascontiguousarray(block, dtype=np.float32), np.asarray(stats, np.float64), **kwargs
+    )
 
 
 def _run_dask(
@@ -225,19 +175,18 @@ def _run_dask(
 ):
     """The lazy path of :func:`run_kernel`, in memory bounded by the chunks.
 
-    Each output block is computed from its own chunk of the layers and the ``halo``-pixel
-    rims of its eight neighbours. The chunks and the rims come from two separate reads of
-    the layers (:func:`xstf._dask.fresh_copy`), each its own per call: a chunk read for
-    the rims is dropped as soon as its rim (a thin copy) is cut, one read for the core is
-    dropped once its block is computed, and no read is shared with another call (another
-    target date) or with a whole-scene statistic. With a single read, dask would keep a
-    neighbour's chunk from the moment its halo is taken until its own block runs (a band
-    of chunks as wide as the scene), and a chunk shared with a statistic or another
-    target until every user has run.
+    The halo comes from :func:`xstf._dask.overlap_rims`: each block gets its own read of
+    the layers and the ``halo``-pixel rims of its neighbours (cut from a second read),
+    and these reads are this call's own, shared with no other target date and no
+    whole-scene statistic (see :func:`scene_std`). With ``dask.array.overlap`` on reads
+    shared by every user, dask keeps a neighbour's chunk from the moment its halo is
+    taken until its own block runs (a band of chunks as wide as the scene), and a chunk
+    shared with a statistic or another target until every user has run: the peak grew
+    with the scene.
     """
     import dask.array as dsa
 
-    from .._dask import fresh_copy
+    from .._dask import overlap_rims
 
     ref = next(a for a in layers if _is_dask(a)) if any(_is_dask(a) for a in layers) else None
     ny, nx = np.shape(layers[0])
@@ -256,24 +205,19 @@ def _run_dask(
         for a in layers
     ]
     stacked = dsa.stack(arrs).rechunk({0: -1})
-    (core,) = fresh_copy(stacked, salt="core")
-    (edge,) = fresh_copy(stacked, salt="rim")
-    m = max(*chunks[0], *chunks[1])
-    rims = dsa.blockwise(
-        _rim, "yxlkab", edge, "lyx",
-        w=halo, m=m, new_axes={"k": 8, "a": halo, "b": m},
-        adjust_chunks={"y": (1,) * len(chunks[0]), "x": (1,) * len(chunks[1])},
-        dtype=np.float32, meta=np.empty((0,) * 6, dtype=np.float32),
-    )  # fmt: skip
-    hood = dsa.overlap.overlap(
-        rims,
-        depth={0: 1, 1: 1, 2: 0, 3: 0, 4: 0, 5: 0},
-        boundary={0: np.nan, 1: np.nan, 2: "none", 3: "none", 4: "none", 5: "none"},
-    )
+    ov = overlap_rims(stacked, halo, boundary=np.nan)
     st = dsa.stack([dsa.asarray(s, dtype=np.float64).reshape(()) for s in stats])
     return dsa.blockwise(
-        _block_call, "yx", core, "lyx", hood, "yxlkab", st, "s",
-        call=call, halo=halo, concatenate=True, align_arrays=False,
+        _block_call,
+        "yx",
+        ov,
+        "lyx",
+        st,
+        "s",
+        call=call,
+        concatenate=True,
+        dtype=np.float32,
         adjust_chunks={"y": chunks[0], "x": chunks[1]},
-        dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32), **kwargs,
-    )  # fmt: skip
+        meta=np.empty((0, 0), dtype=np.float32),
+        **kwargs,
+    )
