@@ -97,23 +97,28 @@ def _rim(block: np.ndarray, w: int, m: int) -> np.ndarray:
     return out
 
 
-def _with_rims(core: np.ndarray, rims: np.ndarray, w: int) -> np.ndarray:
+#: The eight neighbours of a block, as (rows, cols) offsets in blocks.
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def _with_rims(core: np.ndarray, *rims: np.ndarray, w: int) -> np.ndarray:
     """A ``(..., h, wd)`` block with a ``w``-pixel halo cut from its neighbours' rims.
 
-    ``rims`` is ``(..., 3, 3, 8, w, m)``: the rims of the block and its eight neighbours
-    (NaN beyond the scene).
+    ``rims``: the ``(..., 1, 1, 8, w, m)`` rims of the eight neighbours, in the order
+    of ``_NEIGHBOURS`` (NaN beyond the scene).
     """
     *lead, h, wd = core.shape
+    nw, n, ne, we, ea, sw, s, se = (r[..., 0, 0, :, :, :] for r in rims)
     out = np.empty((*lead, h + 2 * w, wd + 2 * w), dtype=core.dtype)
     out[..., w : w + h, w : w + wd] = core
-    out[..., :w, w : w + wd] = rims[..., 0, 1, _BOTTOM, :, :wd]
-    out[..., w + h :, w : w + wd] = rims[..., 2, 1, _TOP, :, :wd]
-    out[..., w : w + h, :w] = np.swapaxes(rims[..., 1, 0, _RIGHT, :, :h], -1, -2)
-    out[..., w : w + h, w + wd :] = np.swapaxes(rims[..., 1, 2, _LEFT, :, :h], -1, -2)
-    out[..., :w, :w] = rims[..., 0, 0, _BOTTOM_RIGHT, :, :w]
-    out[..., :w, w + wd :] = rims[..., 0, 2, _BOTTOM_LEFT, :, :w]
-    out[..., w + h :, :w] = rims[..., 2, 0, _TOP_RIGHT, :, :w]
-    out[..., w + h :, w + wd :] = rims[..., 2, 2, _TOP_LEFT, :, :w]
+    out[..., :w, w : w + wd] = n[..., _BOTTOM, :, :wd]
+    out[..., w + h :, w : w + wd] = s[..., _TOP, :, :wd]
+    out[..., w : w + h, :w] = np.swapaxes(we[..., _RIGHT, :, :h], -1, -2)
+    out[..., w : w + h, w + wd :] = np.swapaxes(ea[..., _LEFT, :, :h], -1, -2)
+    out[..., :w, :w] = nw[..., _BOTTOM_RIGHT, :, :w]
+    out[..., :w, w + wd :] = ne[..., _BOTTOM_LEFT, :, :w]
+    out[..., w + h :, :w] = sw[..., _TOP_RIGHT, :, :w]
+    out[..., w + h :, w + wd :] = se[..., _TOP_LEFT, :, :w]
     return out
 
 
@@ -171,13 +176,24 @@ def overlap_rims(x: dsa.Array, depth: int, boundary: Any = np.nan) -> dsa.Array:
         adjust_chunks={"y": (1,) * len(cy), "x": (1,) * len(cx)},
         dtype=x.dtype, meta=np.empty((0,) * (nlead + 5), dtype=x.dtype),
     )  # fmt: skip
-    hood = dsa.overlap.overlap(
-        rims,
-        depth={i: (1 if i in (nlead, nlead + 1) else 0) for i in range(rims.ndim)},
-        boundary={i: (np.nan if i in (nlead, nlead + 1) else "none") for i in range(rims.ndim)},
-    )
+    # each neighbour's rim, aligned with the block (a NaN rim beyond the scene): whole
+    # blocks of the padded rims, referenced, not copied
+    ny_b, nx_b = len(cy), len(cx)
+    pad = [(0, 0)] * nlead + [(1, 1), (1, 1)] + [(0, 0)] * 3
+    padded = dsa.pad(rims, pad, mode="constant", constant_values=np.nan)
+    padded = padded.rechunk({nlead: 1, nlead + 1: 1})
+    around = [
+        padded[
+            (Ellipsis, slice(1 + dy, 1 + dy + ny_b), slice(1 + dx, 1 + dx + nx_b))
+            + (slice(None),) * 3
+        ]
+        for dy, dx in _NEIGHBOURS
+    ]
+    args: list[Any] = [core, lead + "yx"]
+    for a in around:
+        args += [a, lead + "yxkpq"]
     out = dsa.blockwise(
-        _with_rims, lead + "yx", core, lead + "yx", hood, lead + "yxkpq",
+        _with_rims, lead + "yx", *args,
         w=w, concatenate=True, align_arrays=False,
         adjust_chunks={"y": tuple(c + 2 * w for c in cy), "x": tuple(c + 2 * w for c in cx)},
         dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=x.dtype),
