@@ -165,13 +165,10 @@ def main() -> None:
         for size in sizes:
             if not (work / f"cube{size}.zarr").exists():
                 subprocess.run([*base, "--child", "write", "--size", str(size)], check=True)
-            for case in (["estarfm"] if "metrics" in cases else []) + cases:
-                if (
-                    case == "estarfm"
-                    and rows.get("estarfm")
-                    and rows["estarfm"][-1]["size"] == size
-                ):
-                    continue  # already run for this size (the metrics case needs its store)
+            # the metrics case scores the ESTARFM store: make it first if it is missing
+            extra = "metrics" in cases and "estarfm" not in cases
+            extra = extra and not (work / f"estarfm{size}.zarr").exists()
+            for case in (["estarfm"] if extra else []) + cases:
                 cmd = [*base, "--child", case, "--size", str(size)]
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 if res.returncode:

@@ -765,7 +765,10 @@ def metrics(
     bounded by the tile, not the scene, and the scores do not depend on the chunking
     (equal to a whole-image computation to float64 rounding). Inputs chunked
     differently (e.g. a prediction one date per chunk against a reference eight per
-    chunk) are brought to common chunks.
+    chunk) are brought to common chunks. The halos and the default data range come
+    from separate reads of the inputs (so dask keeps no date whole in memory): each
+    chunk is read two to three times, cheap from Zarr; write a lazy prediction to
+    Zarr (or persist it) before scoring it, or it is computed that many times.
 
     Parameters
     ----------
