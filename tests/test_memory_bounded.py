@@ -153,3 +153,22 @@ def test_overlap_rims_refuses_small_chunks_and_bad_boundary():
         overlap_rims(x, 5)
     with pytest.raises(ValueError, match="boundary"):
         overlap_rims(x, 2, boundary="reflect")
+
+
+def test_one_chunk_per_date_reads_a_lazy_prediction_once(monkeypatch):
+    # separate reads only pay when a date spans several chunks; with one chunk per date
+    # scoring a lazy ESTARFM must run its kernel once per target, not two or three times
+    import xstf.fusion._common as common
+
+    calls = []
+    real = common._block_call
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(common, "_block_call", counting)
+    ds = xstf.datasets.synthetic(size=48, days=60, chunks={"time": 8}).persist()
+    fused = xstf.estarfm(ds, half_window=5)
+    xstf.metrics(fused, ds["truth"].sel(time=fused["time"])).compute()
+    assert len(calls) == fused.sizes["time"]

@@ -21,7 +21,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-__all__ = ["fresh_copy", "overlap_rims"]
+__all__ = ["fresh_copy", "overlap_rims", "spans_several_chunks"]
 
 
 def _renamer(token: str) -> Any:
@@ -71,6 +71,25 @@ def fresh_copy(*arrays: dsa.Array, salt: str = "") -> tuple[dsa.Array, ...]:
             return tuple(arrays)
         new[subs[k]] = node.substitute(subs, key=subs[k])
     return tuple(dsa.Array(new, str(rename(a.name)), a.chunks, meta=a._meta) for a in arrays)
+
+
+def spans_several_chunks(*arrays: dsa.Array) -> bool:
+    """Whether any array has more than one chunk over its last two (spatial) axes.
+
+    Only then do separate reads pay: with one spatial chunk per date there is no
+    neighbour to hold for a halo, and a whole-scene statistic holds the one chunk its
+    block needs anyway, so a second read would only repeat the work (a lazy prediction
+    computed twice or three times).
+
+    Examples
+    --------
+    >>> import dask.array as dsa
+    >>> spans_several_chunks(dsa.zeros((4, 8, 8), chunks=(1, 8, 8)))
+    False
+    >>> spans_several_chunks(dsa.zeros((4, 8, 8), chunks=(1, 4, 8)))
+    True
+    """
+    return any(len(a.chunks[-1]) * len(a.chunks[-2]) > 1 for a in arrays)
 
 
 #: The pieces of a block's rim that its neighbours need (see :func:`_rim`).
@@ -129,7 +148,8 @@ def overlap_rims(x: dsa.Array, depth: int, boundary: Any = np.nan) -> dsa.Array:
     ``overlap(x, depth={-2: depth, -1: depth}, boundary=...)`` (other axes untouched),
     but the halo is cut from a second read of ``x`` (:func:`fresh_copy`) as thin rims,
     each chunk of that read dropped as soon as its rim is copied, and the blocks' own
-    chunks come from a third read, used by that block only. With ``overlap``, a chunk
+    chunks come from a third read, used by that block only (with a single chunk over the
+    last two axes there is no neighbour, and this is ``overlap`` itself). With ``overlap``, a chunk
     read for a neighbour's halo stays in memory until its own block runs: a band of
     chunks as wide as the scene (or all of them, when another whole-scene computation
     shares the reads). The price is reading (computing) ``x`` twice.
@@ -166,6 +186,16 @@ def overlap_rims(x: dsa.Array, depth: int, boundary: Any = np.nan) -> dsa.Array:
     if min(*cy, *cx) < w:
         raise ValueError(f"chunks {cy} x {cx} are smaller than the halo ({w} px): rechunk first")
     nlead = x.ndim - 2
+    if isinstance(boundary, str) and boundary != "none":
+        raise ValueError(f"boundary must be a number or 'none', got {boundary!r}")
+    if not isinstance(boundary, str) and not (isinstance(boundary, float) and np.isnan(boundary)):
+        raise ValueError(f"boundary must be NaN or 'none', got {boundary!r}")
+    if not spans_several_chunks(x):  # no neighbour to hold: dask's overlap, one read
+        return dsa.overlap.overlap(
+            x,
+            depth={**dict.fromkeys(range(nlead), 0), nlead: w, nlead + 1: w},
+            boundary={**dict.fromkeys(range(nlead), "none"), nlead: boundary, nlead + 1: boundary},
+        )
     lead = "".join(chr(ord("a") + i) for i in range(nlead))
     (core,) = fresh_copy(x, salt="core")
     (edge,) = fresh_copy(x, salt="rim")
@@ -199,9 +229,5 @@ def overlap_rims(x: dsa.Array, depth: int, boundary: Any = np.nan) -> dsa.Array:
         dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=x.dtype),
     )  # fmt: skip
     if isinstance(boundary, str):
-        if boundary != "none":
-            raise ValueError(f"boundary must be a number or 'none', got {boundary!r}")
         return out[..., w:-w, w:-w]
-    if not (isinstance(boundary, float) and np.isnan(boundary)):
-        raise ValueError(f"boundary must be NaN or 'none', got {boundary!r}")
     return out

@@ -427,7 +427,7 @@ def _scores_tiled(
     """
     import dask.array as dsa
 
-    from ._dask import fresh_copy, overlap_rims
+    from ._dask import fresh_copy, overlap_rims, spans_several_chunks
 
     lazy = any(a is not None and a.chunks is not None for a in (pred, ref, valid, base, region))
     region_2d = region.transpose(*dim).data
@@ -461,7 +461,8 @@ def _scores_tiled(
     if data_range is None:  # the reference's max - min over the scored pixels of each date
         # from its own read of the inputs: the tiles, which need L, then do not keep the
         # date's chunks in memory while L is being reduced
-        ok_l, r_l = fresh_copy(ok, r, salt="data_range")
+        # (only when a date spans several chunks: else no memory to save, only work)
+        ok_l, r_l = fresh_copy(ok, r, salt="data_range") if spans_several_chunks(r) else (ok, r)
         hi = dsa.where(ok_l, r_l, -np.inf).max(axis=(-2, -1))
         lo = dsa.where(ok_l, r_l, np.inf).min(axis=(-2, -1))
         L = dsa.where(hi >= lo, (hi - lo).astype(np.float64), np.nan)

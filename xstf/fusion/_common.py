@@ -70,15 +70,18 @@ def scene_std(da2d: Any) -> Any:
     """Sample standard deviation (ddof=1) of the finite pixels of one date, in float64.
 
     numpy in -> numpy scalar array; dask in -> a lazy 0-d dask array, computed from its
-    own read of the date (:func:`xstf._dask.fresh_copy`): the kernels that need it then
-    do not keep the date's chunks in memory while it is being reduced.
+    own read of the date (:func:`xstf._dask.fresh_copy`) when the date spans several
+    chunks: the kernels that need it then do not keep the date's chunks in memory
+    while it is being reduced.
     """
     if _is_dask(da2d):
         import dask.array as dsa
 
-        from .._dask import fresh_copy
+        from .._dask import fresh_copy, spans_several_chunks
 
-        (own,) = fresh_copy(da2d)
+        # a date in one chunk: the block needs that chunk anyway, a second read would
+        # only repeat the work upstream
+        (own,) = fresh_copy(da2d) if spans_several_chunks(da2d) else (da2d,)
         return dsa.nanstd(own.astype(np.float64), ddof=1)
     return np.asarray(np.nanstd(np.asarray(da2d, dtype=np.float64), ddof=1))
 
