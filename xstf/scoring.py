@@ -365,17 +365,26 @@ def _block_stats(
     p: np.ndarray,
     r: np.ndarray,
     v: np.ndarray,
-    reg: np.ndarray,
     *rest: np.ndarray,
     has_base: bool,
+    has_regions: bool,
     n_regions: int,
     chunks_y: tuple[int, ...],
     chunks_x: tuple[int, ...],
     block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """One haloed block ``(1, ..., y+halo, x+halo)`` -> ``(1, ..., 1, 1, region, stat)``."""
+    """One haloed block ``(1, ..., y+halo, x+halo)`` -> ``(1, ..., 1, 1, region, stat)``.
+
+    ``rest``: the baseline (if ``has_base``), the region numbers (2-D, float64; if
+    ``has_regions``, else every pixel is in region 0), the data range.
+    """
     assert block_id is not None
     base = rest[0] if has_base else None
+    reg = (
+        rest[int(has_base)].astype(np.int64)
+        if has_regions
+        else np.zeros(p.shape[-2:], dtype=np.int64)
+    )
     L = rest[-1]
     nlead = p.ndim - 2
     iy, ix = block_id[nlead], block_id[nlead + 1]  # the output's block index: (*lead, y, x, 0, 0)
@@ -392,7 +401,7 @@ def _block_stats(
     out = np.empty((*lead, 1, 1, n_regions, len(_STATS)))
     for i in np.ndindex(*lead):
         out[(*i, 0, 0)] = _tile_stats(
-            p[i], r[i], v[i], reg[i], None if base is None else base[i],
+            p[i], r[i], v[i], reg, None if base is None else base[i],
             float(L[(*i, 0, 0)]), core, inner, n_regions,
         )  # fmt: skip
     return out
@@ -409,14 +418,19 @@ def _scores_tiled(
     n_regions: int,
     ratio: float,
     tile: int = TILE,
+    regions_given: bool = True,
 ) -> xr.DataArray:
     """All scores, by spatial chunk with a halo of one SSIM window radius.
 
-    Returns ``(*lead, region, score)``: dask-backed when any input is, else numpy.
+    ``region`` holds the region numbers over ``dim`` (all 0 when ``regions_given`` is
+    False: the lazy path then makes them in each tile instead of reading them). Returns ``(*lead, region, score)``: dask-backed when any input is, else numpy.
     """
     import dask.array as dsa
 
+    from ._dask import fresh_copy, overlap_rims, spans_several_chunks
+
     lazy = any(a is not None and a.chunks is not None for a in (pred, ref, valid, base, region))
+    region_2d = region.transpose(*dim).data
     inputs = [pred, ref, valid, region] + ([base] if base is not None else [])
     inputs = list(xr.broadcast(*inputs))
     lead_dims = [d for d in inputs[2].dims if d not in dim]
@@ -439,27 +453,39 @@ def _scores_tiled(
         (a.data if isinstance(a.data, dsa.Array) else dsa.from_array(a.data)).rechunk(chunks)
         for a in inputs
     ]
-    p, r, v, reg = arrays[:4]
+    p, r, v = arrays[:3]
     b = arrays[4] if base is not None else None
     ok = v & dsa.isfinite(p) & dsa.isfinite(r)
     if b is not None:
         ok = ok & dsa.isfinite(b)
     if data_range is None:  # the reference's max - min over the scored pixels of each date
-        hi = dsa.where(ok, r, -np.inf).max(axis=(-2, -1))
-        lo = dsa.where(ok, r, np.inf).min(axis=(-2, -1))
+        # from its own read of the inputs: the tiles, which need L, then do not keep the
+        # date's chunks in memory while L is being reduced
+        # (only when a date spans several chunks: else no memory to save, only work)
+        ok_l, r_l = fresh_copy(ok, r, salt="data_range") if spans_several_chunks(r) else (ok, r)
+        hi = dsa.where(ok_l, r_l, -np.inf).max(axis=(-2, -1))
+        lo = dsa.where(ok_l, r_l, np.inf).min(axis=(-2, -1))
         L = dsa.where(hi >= lo, (hi - lo).astype(np.float64), np.nan)
     else:
         L = dsa.from_array(_lead_values(data_range, inputs[2], lead_dims, dim))
     L = L.rechunk(chunks[:nlead])
-    depth = {nlead: _RADIUS, nlead + 1: _RADIUS}
-    boundary = {nlead: "none", nlead + 1: "none"}
-    haloed = [dsa.overlap.overlap(a, depth=depth, boundary=boundary) for a in (p, r, ok, reg)]
-    if b is not None:
-        haloed.append(dsa.overlap.overlap(b, depth=depth, boundary=boundary))
+    # the layers of a tile stacked (float64; the mask as 0/1, the region numbers exact),
+    # with a halo of one SSIM window radius cut from the neighbours' rims (a second read):
+    # memory bounded by the tile, not the scene (see xstf._dask.overlap_rims)
+    # The region map is 2-D, shared by every date (one float64 image at most in memory);
+    # without regions the tiles make their zeros themselves.
+    layers = [p, r, ok.astype(np.float64)] + ([b] if b is not None else [])
+    stacked = dsa.stack(layers, axis=nlead).rechunk({nlead: -1})
+    ov = overlap_rims(stacked, _RADIUS, boundary="none")
+    haloed = [ov[(Ellipsis, k, slice(None), slice(None))] for k in range(len(layers))]
+    haloed[2] = haloed[2] != 0
+    if regions_given:
+        reg2 = dsa.asarray(region_2d).astype(np.float64).rechunk((cy, cx))
+        haloed.append(overlap_rims(reg2, _RADIUS, boundary="none"))
     L4 = L.reshape(*L.shape, 1, 1)
     stats = dsa.map_blocks(
         _block_stats, *haloed, L4,
-        has_base=b is not None, n_regions=n_regions, chunks_y=cy, chunks_x=cx,
+        has_base=b is not None, has_regions=regions_given, n_regions=n_regions, chunks_y=cy, chunks_x=cx,
         new_axis=[nlead + 2, nlead + 3],
         chunks=(*chunks[:-2], (1,) * len(cy), (1,) * len(cx), (n_regions,), (len(_STATS),)),
         dtype=np.float64, meta=np.array((), dtype=np.float64),
@@ -740,7 +766,10 @@ def metrics(
     bounded by the tile, not the scene, and the scores do not depend on the chunking
     (equal to a whole-image computation to float64 rounding). Inputs chunked
     differently (e.g. a prediction one date per chunk against a reference eight per
-    chunk) are brought to common chunks.
+    chunk) are brought to common chunks. The halos and the default data range come
+    from separate reads of the inputs (so dask keeps no date whole in memory): each
+    chunk is read two to three times, cheap from Zarr; write a lazy prediction to
+    Zarr (or persist it) before scoring it, or it is computed that many times.
 
     Parameters
     ----------
@@ -903,7 +932,7 @@ def metrics(
         region_idx = region_idx.drop_vars([c for c in region_idx.coords if c not in dim_t])
     scores = _scores_tiled(
         pred, ref, valid, None if data_range is None else L, region_idx, base, dim_t,
-        len(region_names), ratio, TILE,
+        len(region_names), ratio, TILE, regions_given=regions is not None,
     )  # fmt: skip
     out = xr.Dataset()
     for k, name in enumerate(_NAMES):

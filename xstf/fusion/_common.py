@@ -6,8 +6,11 @@ scene) and return its interior. This module
 - (dates and the output DataArray are :mod:`xstf.prediction`'s job),
 - builds, per target, the stack of layers a kernel needs,
 - runs a kernel over a numpy scene (row strips on a thread pool) or lazily over a
-  dask array (``overlap`` with a NaN boundary + ``blockwise``; chunks smaller than
-  the halo are merged first, explicitly),
+  dask array, in memory bounded by the chunks: each block gets its halo from its
+  neighbours' thin rims (cut from a second read of the layers) rather than from their
+  whole chunks; chunks smaller than the halo are merged first, explicitly (see
+  :func:`_run_dask`),
+- computes whole-scene statistics (:func:`scene_std`) from their own read of the date.
 """
 
 from __future__ import annotations
@@ -66,12 +69,20 @@ def check_half_window(ds: xr.Dataset, half_window: Any, name: str = "half_window
 def scene_std(da2d: Any) -> Any:
     """Sample standard deviation (ddof=1) of the finite pixels of one date, in float64.
 
-    numpy in -> numpy scalar array; dask in -> a lazy 0-d dask array.
+    numpy in -> numpy scalar array; dask in -> a lazy 0-d dask array, computed from its
+    own read of the date (:func:`xstf._dask.fresh_copy`) when the date spans several
+    chunks: the kernels that need it then do not keep the date's chunks in memory
+    while it is being reduced.
     """
     if _is_dask(da2d):
         import dask.array as dsa
 
-        return dsa.nanstd(da2d.astype(np.float64), ddof=1)
+        from .._dask import fresh_copy, spans_several_chunks
+
+        # a date in one chunk: the block needs that chunk anyway, a second read would
+        # only repeat the work upstream
+        (own,) = fresh_copy(da2d) if spans_several_chunks(da2d) else (da2d,)
+        return dsa.nanstd(own.astype(np.float64), ddof=1)
     return np.asarray(np.nanstd(np.asarray(da2d, dtype=np.float64), ddof=1))
 
 
@@ -165,7 +176,20 @@ def _block_call(block: np.ndarray, stats: np.ndarray, call: Callable, **kwargs: 
 def _run_dask(
     call: Callable, layers: Sequence[Any], halo: int, stats: Sequence[Any], **kwargs: Any
 ):
+    """The lazy path of :func:`run_kernel`, in memory bounded by the chunks.
+
+    The halo comes from :func:`xstf._dask.overlap_rims`: each block gets its own read of
+    the layers and the ``halo``-pixel rims of its neighbours (cut from a second read),
+    and these reads are this call's own, shared with no other target date and no
+    whole-scene statistic (see :func:`scene_std`). With ``dask.array.overlap`` on reads
+    shared by every user, dask keeps a neighbour's chunk from the moment its halo is
+    taken until its own block runs (a band of chunks as wide as the scene), and a chunk
+    shared with a statistic or another target until every user has run: the peak grew
+    with the scene.
+    """
     import dask.array as dsa
+
+    from .._dask import overlap_rims
 
     ref = next(a for a in layers if _is_dask(a)) if any(_is_dask(a) for a in layers) else None
     ny, nx = np.shape(layers[0])
@@ -184,9 +208,7 @@ def _run_dask(
         for a in layers
     ]
     stacked = dsa.stack(arrs).rechunk({0: -1})
-    ov = dsa.overlap.overlap(
-        stacked, depth={0: 0, 1: halo, 2: halo}, boundary={0: "none", 1: np.nan, 2: np.nan}
-    )
+    ov = overlap_rims(stacked, halo, boundary=np.nan)
     st = dsa.stack([dsa.asarray(s, dtype=np.float64).reshape(()) for s in stats])
     return dsa.blockwise(
         _block_call,
