@@ -41,6 +41,11 @@ def _plain(net: torch.nn.Module, stack: np.ndarray, n_refs: int) -> np.ndarray:
     return (p.astype(np.float64) * STD + MEAN).astype(np.float32)
 
 
+def _conv_weight(net: torch.nn.Module) -> torch.Tensor:
+    """A conv weight whose layouts differ (more than one input channel, kernel > 1)."""
+    return next(p for p in net.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] > 1)
+
+
 def _nets(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
     plain = xstf.models.create(name, **SMALL[name]).eval()
@@ -57,7 +62,7 @@ def test_channels_last_tiled_equals_plain_forward(name):
     ref = _plain(plain, stack, r)
     one = predict_image(fast, stack, MEAN, STD, r)  # one tile
     tiled = predict_image(fast, stack, MEAN, STD, r, tile=48)  # several tiles
-    w = next(p for p in fast.parameters() if p.ndim == 4)
+    w = _conv_weight(fast)
     assert w.is_contiguous(memory_format=torch.channels_last)
     assert np.abs(one - ref).max() <= 1e-4
     assert np.abs(tiled - ref).max() <= 1e-4
@@ -72,7 +77,7 @@ def test_channels_last_weights_once_values_unchanged():
         assert torch.equal(v, before[k]), k
     other = xstf.models.create("edcstfn", width=2)
     channels_last_weights(other, "cpu", channels_last=False)
-    w = next(p for p in other.parameters() if p.ndim == 4)
+    w = _conv_weight(other)
     assert w.is_contiguous() and not getattr(other, "_xstf_channels_last", False)
 
 
@@ -152,3 +157,46 @@ def test_compiled_equals_plain_forward(name):
         out = predict_image(fast, stack, MEAN, STD, r, tile=48, compile=True)
     assert tiling._COMPILED[fast] is not None
     assert np.abs(out - ref).max() <= 1e-4
+
+
+def _fit(name: str, seed: int = 0):
+    ds = xstf.datasets.synthetic(size=48, days=120, seed=2, cloud_fraction=0.1)
+    kw = dict(epochs=2, batch_size=4, patch_size=32, stride=16, progress=False, device="cpu",
+              seed=seed, patches_per_epoch=8)  # fmt: skip
+    if name == "edcstfn":
+        kw.update(width=4, ae_epochs=1)
+    return xstf.models.fit(ds, name, **kw)
+
+
+def _curve(m) -> np.ndarray:
+    return np.array([[r["loss"], r["val_loss"]] for r in m.history])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_channels_last_training_same_loss_curve(monkeypatch):
+    """CPU fits train in channels-last layout: same seed -> the same EDCSTFN loss curve as
+    the contiguous layout (float32 rounding only), and the weights really are channels-last."""
+    from xstf.models import train
+
+    fast = _fit("edcstfn")
+    monkeypatch.setattr(train, "_channels_last", lambda recipe, dev: None)
+    plain = _fit("edcstfn")
+    assert _conv_weight(fast.net).is_contiguous(memory_format=torch.channels_last)
+    assert not _conv_weight(plain.net).is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(_curve(fast), _curve(plain), rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_channels_last_gan_training_within_seed_noise(monkeypatch):
+    """An adversarial fit amplifies float32 rounding (Adam's first steps are sign-like), so
+    MLFF-GAN's curve in channels-last layout is compared with the noise of another seed:
+    the layout must move the losses far less than changing the seed does."""
+    from xstf.models import train
+
+    fast = _fit("mlffgan")
+    monkeypatch.setattr(train, "_channels_last", lambda recipe, dev: None)
+    plain, other_seed = _fit("mlffgan"), _fit("mlffgan", seed=1)
+    layout = np.abs(_curve(fast) - _curve(plain)).max()
+    seed = np.abs(_curve(other_seed) - _curve(plain)).max()
+    assert np.allclose(_curve(fast), _curve(plain), rtol=2e-2)
+    assert layout < seed, (layout, seed)
