@@ -126,17 +126,21 @@ def test_compile_not_attempted_by_default(monkeypatch):
     assert np.abs(out - _plain(plain, stack, 2)).max() <= 1e-4
 
 
-@pytest.mark.filterwarnings("ignore:the edcstfn prediction is nearly flat")
-def test_predict_compile_fallback_on_a_dask_cube(monkeypatch):
-    """xstf.models.predict(..., compile=True) through dask threads: a failed compile warns,
-    and the result equals the eager prediction."""
+@pytest.mark.filterwarnings("ignore:the .* prediction is nearly flat")
+@pytest.mark.parametrize("name", ["edcstfn", "mlffgan"])
+def test_predict_compile_fallback_on_a_dask_cube(monkeypatch, name):
+    """xstf.models.predict(..., compile=True) through dask threads, spatial chunks (MLFF-GAN:
+    with its scene-statistics tasks): a failed compile warns, and the result equals the
+    eager prediction."""
     ds = xstf.datasets.synthetic(size=48, days=120, seed=1, cloud_fraction=0.0)
-    m = xstf.models.fit(ds, "edcstfn", epochs=1, batch_size=4, patch_size=32, stride=16,
-                        width=4, ae_epochs=0, progress=False, device="cpu", seed=0)  # fmt: skip
+    kw = dict(width=4, ae_epochs=0) if name == "edcstfn" else {}
+    m = xstf.models.fit(ds, name, epochs=1, batch_size=4, patch_size=32, stride=16,
+                        progress=False, device="cpu", seed=0, **kw)  # fmt: skip
     dates = ds.time.values[5:7]
     eager = xstf.models.predict(ds, m, targets=dates, device="cpu")
     monkeypatch.setattr(torch, "compile", _BrokenCompiled)
-    lazy = xstf.models.predict(ds.chunk({"x": 24}), m, targets=dates, device="cpu", compile=True)
+    chunks = {"x": 24, "y": 32}
+    lazy = xstf.models.predict(ds.chunk(chunks), m, targets=dates, device="cpu", compile=True)
     assert lazy.attrs["parameters"].count('"compile": true') == 1
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         got = lazy.compute()

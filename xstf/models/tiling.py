@@ -760,6 +760,7 @@ def _append_stats(stats: SceneStats | None, parts: Sequence[Sequence[np.ndarray]
 
 def _moments_task(load_net: Callable[[], torch.nn.Module], block: np.ndarray, stage: int,
                   stats: SceneStats | None, level: Any, kw: dict) -> list[np.ndarray]:  # fmt: skip
+    kw = {k: v for k, v in kw.items() if k != "compile"}  # the statistics passes run eager
     return block_moments(load_net(), block, stage, stats or [], level=float(level), **kw)
 
 
