@@ -11,17 +11,21 @@ Prints figures; asserts nothing. Three parts:
    :func:`xstf.models.tiling.predict_image` with its defaults (``inference_mode``,
    channels-last weights, tiles up to 1024 px reading the receptive field as
    context, per-date statistics). Prints seconds, Mpixel/s, the speed-up of (c) over
-   (a) and over (b), and max |diff| (K) of (b) and (c) against (a); ``--bf16`` adds
-   (c) with bfloat16 autocast and prints its error;
+   (a) and over (b), and max |diff| (K) of (b) and (c) against (a); ``--compile`` adds
+   (c) with ``compile=True`` (``torch.compile``, inductor) and prints its one-off
+   compile time; ``--bf16`` adds (c) with bfloat16 autocast and prints its error;
 2. ``training``: patches/s of one optimiser step on 95 × 95 patches, batch 16, EDCSTFN
-   (forward + backward through both reference pairs and the compound loss), and of the
-   patch pipeline (:class:`xstf.models.data.PatchDataset` → batches) alone;
+   (forward + backward through both reference pairs and the compound loss with the
+   auto-encoder feature term, as fit trains by default), interleaved rounds, median:
+   contiguous weights (before this version) vs channels-last (what fit does on CPU),
+   with the losses of both (equal up to float32 rounding); and the patch pipeline
+   (:class:`xstf.models.data.PatchDataset` → batches) alone;
 3. ``fit``: a short EDCSTFN fit on a synthetic cube, then per held-out date the scores
    of :func:`xstf.metrics` (°C) for EDCSTFN, "coarse only" (the MODIS image) and ESTARFM.
 
 Run (2 CPU cores shared with other work makes timings noisy: read the ratios)::
 
-    .venv/bin/python benchmarks/bench_deep.py --only inference --size 384 --reps 3
+    .venv/bin/python benchmarks/bench_deep.py --only inference --size 384 --reps 3 --compile
     .venv/bin/python benchmarks/bench_deep.py --only inference --models edcstfn --size 960
     .venv/bin/python benchmarks/bench_deep.py --only training
     .venv/bin/python benchmarks/bench_deep.py --only fit --epochs 3
@@ -101,7 +105,9 @@ def _plain(net, stack, mean, std, n_refs):
     return res
 
 
-def bench_inference(models: list[str], size: int, reps: int, bf16: bool) -> None:
+def bench_inference(
+    models: list[str], size: int, reps: int, bf16: bool, compile: bool = False
+) -> None:
     ds = xstf.datasets.synthetic(size=size, days=17, seed=0, cloud_fraction=0.0)
     imgs = [ds.coarse[8].values, ds.coarse[0].values, ds.fine[0].values,
             ds.coarse[16].values, ds.fine[16].values]  # fmt: skip
@@ -122,14 +128,23 @@ def bench_inference(models: list[str], size: int, reps: int, bf16: bool) -> None
             ),
             "xstf": lambda n=xstf_net, s=stack, r=r: predict_image(n, s, mean, std, r),
         }
+        if compile:
+            comp_net = xstf.models.create(name).eval()
+            comp_net.load_state_dict(plain_net.state_dict())
+            runs["xstf compiled"] = lambda n=comp_net, s=stack, r=r: predict_image(
+                n, s, mean, std, r, compile=True
+            )
         if bf16:
             runs["xstf bf16"] = lambda n=xstf_net, s=stack, r=r: predict_image(
                 n, s, mean, std, r, amp=True
             )
         times: dict[str, list[float]] = {k: [] for k in runs}
         outs: dict[str, np.ndarray] = {}
-        for k, f in runs.items():  # warm-up (oneDNN primitives, layouts)
+        for k, f in runs.items():  # warm-up (oneDNN primitives, layouts; the compile)
+            t0 = time.perf_counter()
             outs[k] = f()
+            if k == "xstf compiled":
+                print(f"  {name:8s} compile + first run {time.perf_counter() - t0:.0f} s")
         for _ in range(reps):  # interleaved rounds
             for k, f in runs.items():
                 t0 = time.perf_counter()
@@ -143,10 +158,10 @@ def bench_inference(models: list[str], size: int, reps: int, bf16: bool) -> None
                   f"max|diff| vs plain {err:.2e} K")  # fmt: skip
 
 
-def bench_training(device: str, batch: int = 16, size: int = 95, steps: int = 3) -> None:
-    torch.manual_seed(0)
-    net = edcstfn.build().to(device)
-    rec = edcstfn.recipe(net, ae_epochs=0)
+def bench_training(
+    device: str, batch: int = 16, size: int = 95, steps: int = 3, ae_epochs: int = 1
+) -> None:
+    """Patches/s of EDCSTFN's optimiser step: contiguous vs channels-last modules."""
     g = torch.Generator().manual_seed(0)
     b = {
         "c_refs": torch.randn(batch, 2, 1, size, size, generator=g),
@@ -157,13 +172,31 @@ def bench_training(device: str, batch: int = 16, size: int = 95, steps: int = 3)
         "ref_valid": torch.ones(batch, 2, 1, size, size, dtype=torch.bool),
     }
     b = {k: v.to(device) for k, v in b.items()}
-    rec.step(b)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        rec.step(b)
-    dt = time.perf_counter() - t0
-    print(f"training {size}x{size} patches, batch {batch}, on {device}: "
-          f"{steps * batch / dt:.2f} patches/s (MSE + 0.8(1-MS-SSIM), feature loss off)")  # fmt: skip
+    recipes = {}
+    for label, cl in (("contiguous", False), ("channels-last", True)):
+        torch.manual_seed(0)
+        net = edcstfn.build().to(device)
+        rec = edcstfn.recipe(net, ae_epochs=ae_epochs)
+        if cl:
+            for m in rec.modules.values():
+                m.to(memory_format=torch.channels_last)
+        rec.step(b)  # warm-up
+        recipes[label] = rec
+    times: dict[str, list[float]] = {k: [] for k in recipes}
+    losses: dict[str, list[float]] = {k: [] for k in recipes}
+    for _ in range(steps):  # interleaved rounds
+        for k, rec in recipes.items():
+            t0 = time.perf_counter()
+            out = rec.step(b)
+            losses[k].append(float(out["loss"]))
+            times[k].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    feat = "on" if ae_epochs > 0 else "off"
+    print(f"training {size}x{size} patches, batch {batch}, on {device}, median of {steps} "
+          f"(MSE + 0.8(1-MS-SSIM), feature loss {feat}):")  # fmt: skip
+    for k in recipes:
+        print(f"  {k:14s} {batch / med[k]:6.2f} patches/s  x{med['contiguous'] / med[k]:.2f}  "
+              f"losses {', '.join(f'{v:.6f}' for v in losses[k])}")  # fmt: skip
     bench_patches(batch, size)
 
 
@@ -234,6 +267,7 @@ def main() -> None:
     ap.add_argument(
         "--bf16", action="store_true", help="also time bfloat16 autocast, print its error"
     )
+    ap.add_argument("--compile", action="store_true", help="also time compile=True (torch.compile)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--patch", type=int, default=48)
     ap.add_argument("--width", type=int, default=32)
@@ -243,9 +277,9 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "inference"):
-        bench_inference(a.models.split(","), a.size, a.reps, a.bf16)
+        bench_inference(a.models.split(","), a.size, a.reps, a.bf16, a.compile)
     if a.only in (None, "training"):
-        bench_training(a.device)
+        bench_training(a.device, steps=a.reps)
     if a.only in (None, "fit"):
         bench_fit(a.device, a.epochs, a.patch, a.width, a.fit_size, a.days)
 

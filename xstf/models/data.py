@@ -171,77 +171,97 @@ def split_dates(
     False
     """
     pairs_idx = pd.DatetimeIndex(sorted(set(pd.DatetimeIndex(list(pairs)))))
-    n = len(pairs_idx)
     if isinstance(split, Mapping):
-        unknown = set(split) - {"train", "val", "test"}
-        if unknown:
-            raise ValueError(f"split keys must be 'train', 'val', 'test'; got {sorted(unknown)}")
-        parts = {k: _dates(split[k], k) for k in ("val", "test") if k in split}
-        for part, ds_ in parts.items():
-            bad = [str(d.date()) for d in ds_ if d not in pairs_idx]
-            if bad:
-                raise CubeError(
-                    f"split[{part!r}] names date(s) {bad} that are not pairs of the cube "
-                    f"(pairs: {[str(d.date()) for d in pairs_idx]})"
-                )
-        val, test = parts.get("val", []), parts.get("test", [])
-        if "train" in split:
-            train = _dates(split["train"], "train")
-            bad = [str(d.date()) for d in train if d not in pairs_idx]
-            if bad:
-                raise CubeError(
-                    f"split['train'] names date(s) {bad} that are not pairs of the cube"
-                )
-        else:
-            train = [d for d in pairs_idx if d not in set(val) | set(test)]
-        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-            both = set({"train": train, "val": val, "test": test}[a]) & set(
-                {"train": train, "val": val, "test": test}[b]
-            )
-            if both:
-                raise CubeError(
-                    f"date(s) {sorted(str(d.date()) for d in both)} are in both split[{a!r}] and "
-                    f"split[{b!r}]: a date belongs to one part only"
-                )
+        train, val, test = _explicit_split(pairs_idx, split)
     else:
-        shares = DEFAULT_SPLIT if split is None else tuple(float(s) for s in split)
-        if len(shares) != 2 or any(s < 0 for s in shares) or sum(shares) >= 1:
-            raise ValueError(
-                f"split shares must be (validation, test), each >= 0, summing to < 1; got {split!r}"
-            )
-        n_val = max(1, round(shares[0] * n)) if shares[0] > 0 else 0
-        n_test = max(1, round(shares[1] * n)) if shares[1] > 0 else 0
-        interior = list(pairs_idx[1:-1])
-        k = n_val + n_test
-        if k > len(interior):
-            raise CubeError(
-                f"the cube has {n} pair(s); the split needs {n_val} validation + {n_test} test "
-                f"date(s) among the {len(interior)} interior pair(s) plus at least {n_refs + 1} "
-                f"training pairs. Add dates, lower min_coverage, or pass split=(0, 0) (no validation "
-                "or test date) or explicit dates"
-            )
-        pos: list[int] = (
-            list(np.unique(np.round(np.linspace(0, len(interior) - 1, k + 2)[1:-1]).astype(int)))
-            if k
-            else []
-        )
-        extra = [i for i in range(len(interior)) if i not in pos]
-        while len(pos) < k:  # rounding merged positions: take the remaining ones in order
-            pos.append(extra.pop(0))
-        pos = sorted(pos)
-        test, val = [], []
-        for j, p in enumerate(pos):
-            (test if (j % 2 == 0 and len(test) < n_test) or len(val) >= n_val else val).append(
-                interior[p]
-            )
-        train = [d for d in pairs_idx if d not in set(val) | set(test)]
+        train, val, test = _share_split(pairs_idx, split, n_refs)
     if len(train) < n_refs + 1:
         raise CubeError(
-            f"the split leaves {len(train)} training pair(s) (of {n} pairs: {len(val)} validation, "
-            f"{len(test)} test); training needs at least {n_refs + 1} (a target and {n_refs} "
-            "reference pair(s)). Add dates, lower min_coverage, or give fewer validation/test dates"
+            f"the split leaves {len(train)} training pair(s) (of {len(pairs_idx)} pairs: "
+            f"{len(val)} validation, {len(test)} test); training needs at least {n_refs + 1} "
+            f"(a target and {n_refs} reference pair(s)). Add dates, lower min_coverage, or give "
+            "fewer validation/test dates"
         )
     return Split(tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test)))
+
+
+_Parts = tuple[list[pd.Timestamp], list[pd.Timestamp], list[pd.Timestamp]]
+
+
+def _not_pairs(dates: Sequence[pd.Timestamp], pairs_idx: pd.DatetimeIndex) -> list[str]:
+    return [str(d.date()) for d in dates if d not in pairs_idx]
+
+
+def _explicit_split(pairs_idx: pd.DatetimeIndex, split: Mapping[str, Any]) -> _Parts:
+    """(train, val, test) from explicit dates: every date a pair, each in one part only."""
+    unknown = set(split) - {"train", "val", "test"}
+    if unknown:
+        raise ValueError(f"split keys must be 'train', 'val', 'test'; got {sorted(unknown)}")
+    parts = {k: _dates(split[k], k) for k in ("val", "test") if k in split}
+    for part, ds_ in parts.items():
+        bad = _not_pairs(ds_, pairs_idx)
+        if bad:
+            raise CubeError(
+                f"split[{part!r}] names date(s) {bad} that are not pairs of the cube "
+                f"(pairs: {[str(d.date()) for d in pairs_idx]})"
+            )
+    val, test = parts.get("val", []), parts.get("test", [])
+    if "train" in split:
+        train = _dates(split["train"], "train")
+        bad = _not_pairs(train, pairs_idx)
+        if bad:
+            raise CubeError(f"split['train'] names date(s) {bad} that are not pairs of the cube")
+    else:
+        train = [d for d in pairs_idx if d not in set(val) | set(test)]
+    named = {"train": train, "val": val, "test": test}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        both = set(named[a]) & set(named[b])
+        if both:
+            raise CubeError(
+                f"date(s) {sorted(str(d.date()) for d in both)} are in both split[{a!r}] and "
+                f"split[{b!r}]: a date belongs to one part only"
+            )
+    return train, val, test
+
+
+def _spread_positions(n_interior: int, k: int) -> list[int]:
+    """``k`` distinct positions spread evenly over ``n_interior`` interior pairs, sorted."""
+    if not k:
+        return []
+    pos = list(np.unique(np.round(np.linspace(0, n_interior - 1, k + 2)[1:-1]).astype(int)))
+    extra = [i for i in range(n_interior) if i not in pos]
+    while len(pos) < k:  # rounding merged positions: take the remaining ones in order
+        pos.append(extra.pop(0))
+    return sorted(int(p) for p in pos)
+
+
+def _share_split(pairs_idx: pd.DatetimeIndex, split: Sequence[float] | None, n_refs: int) -> _Parts:
+    """(train, val, test) from (validation, test) shares, spread over the interior pairs."""
+    n = len(pairs_idx)
+    shares = DEFAULT_SPLIT if split is None else tuple(float(s) for s in split)
+    if len(shares) != 2 or any(s < 0 for s in shares) or sum(shares) >= 1:
+        raise ValueError(
+            f"split shares must be (validation, test), each >= 0, summing to < 1; got {split!r}"
+        )
+    n_val = max(1, round(shares[0] * n)) if shares[0] > 0 else 0
+    n_test = max(1, round(shares[1] * n)) if shares[1] > 0 else 0
+    interior = list(pairs_idx[1:-1])
+    k = n_val + n_test
+    if k > len(interior):
+        raise CubeError(
+            f"the cube has {n} pair(s); the split needs {n_val} validation + {n_test} test "
+            f"date(s) among the {len(interior)} interior pair(s) plus at least {n_refs + 1} "
+            f"training pairs. Add dates, lower min_coverage, or pass split=(0, 0) (no validation "
+            "or test date) or explicit dates"
+        )
+    test: list[pd.Timestamp] = []
+    val: list[pd.Timestamp] = []
+    for j, p in enumerate(_spread_positions(len(interior), k)):
+        (test if (j % 2 == 0 and len(test) < n_test) or len(val) >= n_val else val).append(
+            interior[p]
+        )
+    train = [d for d in pairs_idx if d not in set(val) | set(test)]
+    return train, val, test
 
 
 def samples(

@@ -53,7 +53,7 @@ from ..prediction import resolve_targets, wrap_prediction
 from .checkpoint import FittedModel, load_model
 from .data import scene_level
 from .registry import MODULES, get_spec, resolve_device
-from .tiling import _layout, predict_image, predict_stack, receptive_field
+from .tiling import channels_last_weights, predict_image, predict_stack, receptive_field
 
 __all__ = ["FLAT_RATIO", "predict", "predict_image"]
 
@@ -80,7 +80,7 @@ def _cached_net(
             net = net.to(device).eval()
             # the weight layout is set here, under the lock, before any dask thread runs
             # the net (predict_image would otherwise convert the shared net in place)
-            _layout(net, torch.device(device), None)
+            channels_last_weights(net, device)
             _NETS[key] = net
             while len(_NETS) > 4:
                 _NETS.popitem(last=False)
@@ -208,6 +208,7 @@ def predict(
     batch_size: int = 4,
     device: str | torch.device = "auto",
     amp: bool = False,
+    compile: bool = False,
     fine: Hashable | None = None,
     coarse: Hashable | None = None,
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
@@ -253,7 +254,14 @@ def predict(
     device : str or torch.device
         ``"auto"``: CUDA if available, else CPU.
     amp : bool
-        Mixed precision (bfloat16 on CPU, float16 on CUDA).
+        Mixed precision (bfloat16 on CPU, float16 on CUDA): not equal to the float32
+        result (about 1e-2 of the std; see :doc:`/guide/scaling`).
+    compile : bool
+        Predict through ``torch.compile`` (fused kernels, equal to the eager result
+        up to float32 rounding): faster per pixel, but the first date compiles
+        (a minute or two on a small CPU, cached on disk by inductor), so it pays on
+        large scenes or many dates. A failed compile warns and falls back to the
+        eager network.
     fine, coarse : hashable, optional
         Variable names; default: the names the model was fitted with.
     min_coverage : float
@@ -348,6 +356,7 @@ def predict(
         stack, levels, load_net=load_net, template=fm.net, mean=fm.mean, std=fm.std,
         n_refs=n_refs, tile=int(tile), overlap=overlap, batch_size=int(batch_size),
         device=str(dev), amp=bool(amp), multiple=int(spec.defaults.get("size_multiple", 1)),
+        compile=bool(compile),
     )  # fmt: skip
     data = _flat_checked(data, stack[:, 0], spec.name, [str(t.date()) for t in tg])
     params = {
@@ -361,6 +370,7 @@ def predict(
         "tile": int(tile),
         "overlap": int(overlap),
         "amp": bool(amp),
+        "compile": bool(compile),
         "rule": rule,
         "min_coverage": float(min_coverage),
         "split": cfg.get("split"),

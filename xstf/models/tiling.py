@@ -43,6 +43,9 @@ earlier stages) and ``forward(..., scene_stats=stats)``.
 
 from __future__ import annotations
 
+import threading
+import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -52,6 +55,7 @@ import torch
 from .data import normalise
 
 __all__ = [
+    "channels_last_weights",
     "measure_receptive_field",
     "predict_image",
     "predict_stack",
@@ -329,13 +333,82 @@ def _dtype(net: torch.nn.Module) -> torch.dtype:
     return torch.float32 if p is None else p.dtype
 
 
-def _layout(net: torch.nn.Module, dev: torch.device, channels_last: bool | None) -> None:
-    """Put the weights in channels-last layout (once; values unchanged) where it pays: on CPU."""
+def channels_last_weights(
+    net: torch.nn.Module, device: torch.device | str = "cpu", channels_last: bool | None = None
+) -> torch.nn.Module:
+    """Put a network's weights in the channels-last memory layout, once, where it pays.
+
+    The values are unchanged (only the strides), so the output is the same up to
+    float32 rounding; oneDNN convolutions run faster with it on CPU. The network is
+    converted in place and marked, so a second call does nothing: call it before
+    threads share the network (:func:`xstf.models.predict` does, under its cache lock).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network (converted in place).
+    device : torch.device or str
+        Where the network runs: the default layout choice depends on it.
+    channels_last : bool, optional
+        Convert (True) or leave as is (False); default: convert on CPU only.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``net`` itself.
+
+    Examples
+    --------
+    >>> import xstf.models
+    >>> net = channels_last_weights(xstf.models.create("edcstfn", width=2), "cpu")
+    >>> w = next(p for p in net.parameters() if p.ndim == 4)
+    >>> w.is_contiguous(memory_format=torch.channels_last)
+    True
+    """
     if channels_last is None:
-        channels_last = dev.type == "cpu"
+        channels_last = torch.device(device).type == "cpu"
     if channels_last and not getattr(net, "_xstf_channels_last", False):
         net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         net._xstf_channels_last = True  # type: ignore[assignment]
+    return net
+
+
+#: compiled forward per network (weak: dropped with the network); None marks a failure
+_COMPILED: weakref.WeakKeyDictionary[torch.nn.Module, Any] = weakref.WeakKeyDictionary()
+#: dynamo compiles are not thread-safe: one compiled forward at a time (each uses every core)
+_COMPILE_LOCK = threading.Lock()
+
+
+def _compile_failed(net: torch.nn.Module, err: BaseException) -> None:
+    _COMPILED[net] = None
+    warnings.warn(
+        f"torch.compile failed for {type(net).__name__} ({type(err).__name__}: "
+        f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no message'}); "
+        "predicting with the eager network instead (same result, slower). Pass compile=False "
+        "to skip the attempt",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _run(
+    net: torch.nn.Module, x: torch.Tensor, n_refs: int, stats: Any, compile: bool
+) -> torch.Tensor:
+    """The network's prediction on ``x``: through ``torch.compile`` if asked and it works."""
+    if compile:
+        with _COMPILE_LOCK:
+            if net not in _COMPILED:
+                try:
+                    _COMPILED[net] = torch.compile(net, dynamic=None)
+                except Exception as err:
+                    _compile_failed(net, err)
+            cnet = _COMPILED.get(net)
+            if cnet is not None:
+                try:
+                    return cast(torch.Tensor, _forward(cnet, x, n_refs, stats))
+                except Exception as err:  # a compile error shows at the first call
+                    _compile_failed(net, err)
+    return cast(torch.Tensor, _forward(net, x, n_refs, stats))
 
 
 def _ctx(dev: torch.device, amp: bool) -> Any:
@@ -564,6 +637,7 @@ def predict_image(
     full_shape: tuple[int, int] | None = None,
     region: tuple[int, int, int, int] | None = None,
     channels_last: bool | None = None,
+    compile: bool = False,
 ) -> np.ndarray:
     """Predict one date (or one block of it) from its input stack, in tiles.
 
@@ -614,6 +688,13 @@ def predict_image(
     channels_last : bool, optional
         Convert the network's weights to the channels-last memory layout (in place,
         values unchanged), which oneDNN convolutions run faster with; default: on CPU.
+    compile : bool
+        Run the prediction pass through ``torch.compile`` (inductor: fused
+        convolution + activation kernels; equal to the eager result up to float32
+        rounding). The first call per network and tile shape compiles (about a minute
+        or two on a small CPU; inductor caches the kernels on disk for the next
+        process), so it pays for large or many dates. If compiling fails, a
+        RuntimeWarning says why and the eager network predicts.
 
     Returns
     -------
@@ -643,7 +724,7 @@ def predict_image(
     if halo < 0:
         raise ValueError(f"overlap must be >= 0, got {overlap}")
     norm, valid = normalise(np.asarray(stack, dtype=np.float64), mean, std, level)
-    _layout(net, dev, channels_last)
+    channels_last_weights(net, dev, channels_last)
     padded, have = _grid(h, w, full_shape, offset, m, min_side)
     plans = (
         _plan(region[0], region[1], full=full_shape[0], padded=padded[0], have=have[0], tile=tile, halo=halo, m=m),
@@ -662,8 +743,7 @@ def predict_image(
     for group in _batches(_tiles(norm, plans, offset, full_shape), batch_size):
         x = torch.from_numpy(np.stack([t[2] for t in group])).to(dev, _dtype(net))
         with torch.inference_mode(), _ctx(dev, amp):
-            pred = _forward(net, x, n_refs, scene_stats)
-        pred = pred[:, 0].float().cpu().numpy()
+            pred = _run(net, x, n_refs, scene_stats, compile)[:, 0].float().cpu().numpy()
         for (py, px, _), p in zip(group, pred, strict=True):
             out[py[2] - region[0] : py[3] - region[0], px[2] - region[2] : px[3] - region[2]] = p[
                 py[2] - py[0] : py[3] - py[0], px[2] - px[0] : px[3] - px[0]
@@ -680,6 +760,7 @@ def _append_stats(stats: SceneStats | None, parts: Sequence[Sequence[np.ndarray]
 
 def _moments_task(load_net: Callable[[], torch.nn.Module], block: np.ndarray, stage: int,
                   stats: SceneStats | None, level: Any, kw: dict) -> list[np.ndarray]:  # fmt: skip
+    kw = {k: v for k, v in kw.items() if k != "compile"}  # the statistics passes run eager
     return block_moments(load_net(), block, stage, stats or [], level=float(level), **kw)
 
 
@@ -703,6 +784,7 @@ def predict_stack(
     device: str = "cpu",
     amp: bool = False,
     multiple: int = 1,
+    compile: bool = False,
 ) -> Any:
     """Predict every date of a ``(time, 1 + 2·n_refs, H, W)`` stack in K: numpy in, numpy out; dask in, dask out.
 
@@ -722,7 +804,7 @@ def predict_stack(
         Returns the network in eval mode on ``device`` (called inside the tasks).
     template : torch.nn.Module
         The same network (read for its receptive field and options; not run).
-    mean, std, n_refs, tile, overlap, batch_size, device, amp, multiple
+    mean, std, n_refs, tile, overlap, batch_size, device, amp, multiple, compile
         As :func:`predict_image`.
 
     Returns
@@ -742,7 +824,8 @@ def predict_stack(
     halo = receptive_field(template) if overlap is None else int(overlap)
     m = max(int(multiple), int(getattr(template, "size_multiple", 1)))
     kw: dict[str, Any] = dict(mean=mean, std=std, n_refs=n_refs, tile=int(tile), overlap=halo,
-              batch_size=int(batch_size), device=device, amp=bool(amp), multiple=m)  # fmt: skip
+              batch_size=int(batch_size), device=device, amp=bool(amp), multiple=m,
+              compile=bool(compile))  # fmt: skip
     t, _, h, w = stack.shape
     if isinstance(stack, np.ndarray):
         lv = np.zeros(t) if levels is None else np.asarray(levels, dtype=np.float64).reshape(-1)

@@ -20,8 +20,9 @@ same after :func:`fit` as before. Both states are checkpointed, so a resumed run
 continues exactly.
 
 Speed: the losses of each step stay on the device (one host sync per epoch), CUDA
-fits run in bfloat16 autocast by default (``amp``), and the progress bar shows
-patches/s.
+fits run in bfloat16 autocast by default (``amp``), CPU fits keep every module's
+weights in the channels-last layout (oneDNN's fast convolutions; same values), and
+the progress bar shows patches/s.
 """
 
 from __future__ import annotations
@@ -411,6 +412,19 @@ def _check_checkpoint_dir(ckdir: Path | None, resume: Any, overwrite: bool) -> N
         )
 
 
+def _channels_last(recipe: TrainingRecipe, dev: torch.device) -> None:
+    """On CPU, every module of the recipe in channels-last layout (oneDNN's fast path).
+
+    Same values and the same parameter objects (the optimisers keep theirs), so the
+    same loss curve up to float32 rounding; about 1.4x the patches/s of EDCSTFN on a
+    2-core CPU (docs/guide/scaling.md).
+    """
+    if dev.type != "cpu":
+        return
+    for module in recipe.modules.values():
+        module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
 def _autocast(dev: torch.device, amp: bool) -> contextlib.AbstractContextManager:
     if not amp:
         return contextlib.nullcontext()
@@ -736,6 +750,7 @@ def _run(
     recipe = spec.recipe(net, **plan.recipe_opts)
     if "net" not in recipe.modules:
         raise TypeError(f"the recipe of {spec.name!r} has no 'net' module")
+    _channels_last(recipe, dev)
     train_loader = _OnDevice(_train_loader(train_ds, plan, gen, num_workers), dev)
     val_loader = _OnDevice(_val_loader(val_ds, plan.batch_size, num_workers), dev)
     log.info(
