@@ -112,35 +112,67 @@ def test_bad_shapes():
         net(None, torch.zeros(1, 1, 1, 8, 9), torch.zeros(1, 1, 8, 8))
 
 
-@pytest.mark.parametrize(
-    ("ae_epochs", "factor"),
-    [
-        # known problem (fails on main before issues 11-16 too): with a 2-epoch auto-encoder
-        # the feature terms rise over 12 steps on these noise-like batches and 1 − MS-SSIM
-        # stays ~0.98; kept visible as xfail until the AE feature loss is investigated
-        pytest.param(
-            2,
-            0.95,
-            marks=pytest.mark.xfail(reason="AE feature loss rises on noise batches", strict=False),
-        ),
-        (0, 0.8),
-    ],
-)
-def test_training_steps_decrease_the_loss(ae_epochs, factor):
+def _content_terms(rec, batch):
+    """The generator's content terms, recomputed here term by term from the published loss
+    (feature MSE, 1 − feature cosine across channels, 1 − MS-SSIM; pixel MSE and cosine
+    without an auto-encoder), on the training-mode prediction."""
+    import torch.nn.functional as F
+
+    from xstf.models.losses import masked_cosine_loss, masked_ms_ssim_loss, masked_mse
+
+    net = rec.modules["net"].train()
+    target, valid = batch["f_tgt"], batch["tgt_valid"]
+    with torch.no_grad():
+        pred = net(None, batch["f_refs"], batch["c_tgt"])
+        ssim = float(masked_ms_ssim_loss(pred, target, valid))
+        if rec.autoencoder is None:
+            return {
+                "mse": float(masked_mse(pred, target, valid)),
+                "cosine": float(masked_cosine_loss(pred, target, valid)),
+                "ms_ssim": ssim,
+            }
+        filled = torch.where(valid.expand_as(target), target, pred)
+        fp, ft = rec.autoencoder.encode(pred), rec.autoencoder.encode(filled)
+        return {
+            "mse": float(F.mse_loss(fp, ft)),
+            "cosine": float(1 - F.cosine_similarity(fp, ft, dim=1).mean()),
+            "ms_ssim": ssim,
+        }
+
+
+@pytest.mark.parametrize("ae_epochs", [2, 0])
+def test_training_steps_decrease_the_loss(ae_epochs):
+    # 4 samples, not 2. The discriminator (as published) has batch norms on 1 × 1 maps
+    # (32 px after 5 halvings); over 2 samples each normalises to ±1 and D's input
+    # gradient is ~10³ (~7 over 4 samples, ~1 over 8). On the former 2-sample batch the
+    # 10⁻³-weighted adversarial gradient was ~1800× the content gradient (750 vs 0.42 at
+    # step 1), so the content loss drifted whichever way float rounding sent it (12
+    # steps, seed 0: −5 % on 2 threads, +1 % with rising feature terms on 1; seeds 1-2
+    # ±1 %): what the former xfail ("AE feature loss rises on noise batches") saw. The
+    # auto-encoder and the noise texture were not at fault: with gan_weight=0 the
+    # 2-sample content loss falls to 0.27-0.36 of its start, and over 4 samples every
+    # term falls by ≥ 40 % (seeds 0-2, 12 steps). The reference trains on batches of
+    # 32 (drop_last). So: each content term must fall, and the total, which includes
+    # the adversarial term, too. The loss's definition itself is checked in
+    # test_feature_loss_follows_the_reference_definition.
     torch.manual_seed(0)
     rec = ganstfm.SPEC.recipe(ganstfm.build(), ae_epochs=ae_epochs)
     expected = {"net", "discriminator"} | ({"autoencoder"} if ae_epochs else set())
     assert set(rec.modules) == expected
     rec.prepare([dm.toy_batch(seed=s) for s in range(4)])
-    b = dm.toy_batch()
+    b = dm.toy_batch(b=4)
+    before = _content_terms(rec, b)
     # the eval-mode loss needs the switchable norms' running statistics (which start at
     # 0, momentum 0.9, as the reference) to warm up: score the training loss
     losses = [rec.step(b) for _ in range(12)]
+    after = _content_terms(rec, b)
     assert set(losses[-1]) == {"loss", "d_loss"}
     assert all(np.isfinite(v) for out in losses for v in out.values())
     first = np.mean([out["loss"] for out in losses[:3]])
     last = np.mean([out["loss"] for out in losses[-3:]])
-    assert last < factor * first
+    assert last < 0.8 * first
+    for term, value in before.items():
+        assert after[term] < 0.8 * value, (term, value, after[term])
 
 
 def test_missing_target_pixels_do_not_steer_training():
