@@ -348,3 +348,27 @@ def test_patches_per_epoch_draws_a_fresh_subset_each_epoch(cube, monkeypatch):
     assert m.config["patches_per_epoch"] == 6 and m.config["train_patches"] > 6
     assert [len(s) for s in seen] == [6, 6]
     assert not torch.equal(torch.sort(seen[0]).values, torch.sort(seen[1]).values)
+
+
+def test_an_incomplete_last_batch_is_dropped_like_the_reference():
+    # 5 patches in batches of 4: the reference code drops the last batch of one patch;
+    # kept, it crashed GAN-STFM's BatchNorm discriminator deep in torch ("Expected more
+    # than 1 value per channel when training")
+    ds = xstf.datasets.synthetic(size=48, days=120, seed=2, cloud_fraction=0.1)
+    seen = []
+    from xstf.models import ganstfm
+
+    real_step = ganstfm.GANSTFMRecipe.step
+
+    def counting(self, batch):
+        seen.append(int(batch["f_tgt"].shape[0]))
+        return real_step(self, batch)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(ganstfm.GANSTFMRecipe, "step", counting)
+    try:
+        xstf.models.fit(ds, "ganstfm", epochs=1, batch_size=4, patch_size=32, stride=16,
+                        patches_per_epoch=5, progress=False, device="cpu", ae_epochs=0)  # fmt: skip
+    finally:
+        mp.undo()
+    assert seen == [4]

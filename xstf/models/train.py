@@ -350,12 +350,17 @@ def _train_loader(
         num_samples=k,
         generator=gen,
     )
+    # an incomplete last batch is dropped, as the reference code does (drop_last=True):
+    # a batch of one patch crashes the discriminators' BatchNorm in training mode, and
+    # one of two makes their gradient explode; with fewer patches than a batch, the one
+    # incomplete batch is kept
     return torch.utils.data.DataLoader(
         dataset,  # type: ignore[arg-type]
         batch_size=plan.batch_size,
         sampler=sampler,
         generator=gen,
         num_workers=num_workers,
+        drop_last=k > plan.batch_size,
     )
 
 
