@@ -18,8 +18,8 @@ each other directly, never through it):
   devices;
 - :mod:`xstf.models.base`: the spec and the training-recipe contract (with a no-op
   base class); :mod:`xstf.models.gan`: the shared discriminator/generator step;
-- :mod:`xstf.models.data`: samples (reference pairs, target) from the cube, the
-  split by date, patches, normalisation, a torch ``Dataset``;
+- :mod:`xstf.models.split`: samples (reference pairs, target) from the cube and the
+  split by date; :mod:`xstf.models.data`: patches, normalisation, a torch ``Dataset``;
 - :mod:`xstf.models.train`: :func:`fit`, the training loop;
 - :mod:`xstf.models.checkpoint`: :class:`FittedModel`, saving and loading;
 - :mod:`xstf.models.inference`: :func:`predict`, tiled, lazy inference;

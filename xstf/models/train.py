@@ -3,7 +3,7 @@
 :func:`fit` drives any registered model through its
 :class:`~xstf.models.base.TrainingRecipe`, in named steps: plan the fit (split,
 options; restored from the checkpoint on resume), build the patch datasets
-(:mod:`xstf.models.data`) with the normalisation of the training dates, build the
+(:mod:`xstf.models.split`, :mod:`xstf.models.data`) with the normalisation of the training dates, build the
 network and its recipe, then (not on resume) the recipe's ``prepare`` hook (EDCSTFN
 and GAN-STFM train their auto-encoder there, with its own progress bar), then per
 epoch ``recipe.step(batch)`` on every training batch, ``recipe.validation_loss`` on
@@ -52,15 +52,13 @@ from .checkpoint import FittedModel, load_checkpoint, save_checkpoint
 from .data import (
     NORMALISATIONS,
     PatchDataset,
-    Split,
     check_normalisation,
     date_levels,
-    samples,
     select_patches,
-    split_dates,
 )
 from .data import normalisation as _normalisation
 from .registry import get_spec, resolve_device
+from .split import Split, samples, split_dates
 
 __all__ = ["LOAD_LIMIT", "PATCHES_PER_EPOCH", "fit"]
 
@@ -628,7 +626,7 @@ def fit(
     split : dict or (float, float), optional
         Explicit dates ``{"train": [...], "val": [...], "test": [...]}`` or the
         ``(validation, test)`` shares of the pairs; see
-        :func:`xstf.models.data.split_dates`. Test dates are never used in training.
+        :func:`xstf.models.split.split_dates`. Test dates are never used in training.
     min_valid : float
         Least share of valid target pixels for a patch to be used.
     device : str or torch.device
