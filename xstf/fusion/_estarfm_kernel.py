@@ -397,33 +397,33 @@ def estarfm_block(
                 qxx[:] = 0.0
                 qxy[:] = 0.0
                 qyy[:] = 0.0
-                rows = (a1[yr], a2[yr], c1[yr], c2[yr])
+                rrows = (a1[yr], a2[yr], c1[yr], c2[yr])
                 for c in range(0, kb, UNROLL):  # UNROLL window columns per sweep of the row
                     uc = np.uint64(c)
                     for x in range(np.uint64(lo), np.uint64(hi + 1)):
                         j = x + uc
                         s = (qx[x], qy[x], qxx[x], qxy[x], qyy[x])
-                        s = _regression_sums(s, rows, j, cf1[x], cf2[x], cc1[x], th1, th2)
+                        s = _regression_sums(s, rrows, j, cf1[x], cf2[x], cc1[x], th1, th2)
                         s = _regression_sums(
-                            s, rows, j + np.uint64(1), cf1[x], cf2[x], cc1[x], th1, th2
+                            s, rrows, j + np.uint64(1), cf1[x], cf2[x], cc1[x], th1, th2
                         )
                         s = _regression_sums(
-                            s, rows, j + np.uint64(2), cf1[x], cf2[x], cc1[x], th1, th2
+                            s, rrows, j + np.uint64(2), cf1[x], cf2[x], cc1[x], th1, th2
                         )
                         s = _regression_sums(
-                            s, rows, j + np.uint64(3), cf1[x], cf2[x], cc1[x], th1, th2
+                            s, rrows, j + np.uint64(3), cf1[x], cf2[x], cc1[x], th1, th2
                         )
                         s = _regression_sums(
-                            s, rows, j + np.uint64(4), cf1[x], cf2[x], cc1[x], th1, th2
+                            s, rrows, j + np.uint64(4), cf1[x], cf2[x], cc1[x], th1, th2
                         )
                         s = _regression_sums(
-                            s, rows, j + np.uint64(5), cf1[x], cf2[x], cc1[x], th1, th2
+                            s, rrows, j + np.uint64(5), cf1[x], cf2[x], cc1[x], th1, th2
                         )
                         s = _regression_sums(
-                            s, rows, j + np.uint64(6), cf1[x], cf2[x], cc1[x], th1, th2
+                            s, rrows, j + np.uint64(6), cf1[x], cf2[x], cc1[x], th1, th2
                         )
                         s = _regression_sums(
-                            s, rows, j + np.uint64(7), cf1[x], cf2[x], cc1[x], th1, th2
+                            s, rrows, j + np.uint64(7), cf1[x], cf2[x], cc1[x], th1, th2
                         )
                         qx[x], qy[x], qxx[x], qxy[x], qyy[x] = s
                 for c in range(kb, k):  # the remaining columns, one at a time
@@ -432,7 +432,7 @@ def estarfm_block(
                         j = x + uc
                         qx[x], qy[x], qxx[x], qxy[x], qyy[x] = _regression_sums(
                             (qx[x], qy[x], qxx[x], qxy[x], qyy[x]),
-                            rows,
+                            rrows,
                             j,
                             cf1[x],
                             cf2[x],
@@ -509,30 +509,30 @@ def estarfm_block(
                     dd4, dd5, dd6, dd7 = drow[c + 4], drow[c + 5], drow[c + 6], drow[c + 7]
                     for x in range(np.uint64(lo), np.uint64(hi + 1)):
                         j = x + uc
-                        s = (qx[x], qy[x])
-                        s = _fallback_sums(s, rows3, j, cf1[x], cf2[x], th1, th2, dd0)
-                        s = _fallback_sums(
-                            s, rows3, j + np.uint64(1), cf1[x], cf2[x], th1, th2, dd1
+                        sf = (qx[x], qy[x])
+                        sf = _fallback_sums(sf, rows3, j, cf1[x], cf2[x], th1, th2, dd0)
+                        sf = _fallback_sums(
+                            sf, rows3, j + np.uint64(1), cf1[x], cf2[x], th1, th2, dd1
                         )
-                        s = _fallback_sums(
-                            s, rows3, j + np.uint64(2), cf1[x], cf2[x], th1, th2, dd2
+                        sf = _fallback_sums(
+                            sf, rows3, j + np.uint64(2), cf1[x], cf2[x], th1, th2, dd2
                         )
-                        s = _fallback_sums(
-                            s, rows3, j + np.uint64(3), cf1[x], cf2[x], th1, th2, dd3
+                        sf = _fallback_sums(
+                            sf, rows3, j + np.uint64(3), cf1[x], cf2[x], th1, th2, dd3
                         )
-                        s = _fallback_sums(
-                            s, rows3, j + np.uint64(4), cf1[x], cf2[x], th1, th2, dd4
+                        sf = _fallback_sums(
+                            sf, rows3, j + np.uint64(4), cf1[x], cf2[x], th1, th2, dd4
                         )
-                        s = _fallback_sums(
-                            s, rows3, j + np.uint64(5), cf1[x], cf2[x], th1, th2, dd5
+                        sf = _fallback_sums(
+                            sf, rows3, j + np.uint64(5), cf1[x], cf2[x], th1, th2, dd5
                         )
-                        s = _fallback_sums(
-                            s, rows3, j + np.uint64(6), cf1[x], cf2[x], th1, th2, dd6
+                        sf = _fallback_sums(
+                            sf, rows3, j + np.uint64(6), cf1[x], cf2[x], th1, th2, dd6
                         )
-                        s = _fallback_sums(
-                            s, rows3, j + np.uint64(7), cf1[x], cf2[x], th1, th2, dd7
+                        sf = _fallback_sums(
+                            sf, rows3, j + np.uint64(7), cf1[x], cf2[x], th1, th2, dd7
                         )
-                        qx[x], qy[x] = s
+                        qx[x], qy[x] = sf
                 for c in range(kb, k):  # the remaining columns, one at a time
                     uc = np.uint64(c)
                     dd = drow[c]
