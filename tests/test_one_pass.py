@@ -73,3 +73,47 @@ def test_a_numpy_cube_modified_in_place_is_scanned_again(ds):
     after = cube.pair_dates(ds)
     assert len(after) == len(before) - 1 and before[0] not in after
     assert len(cube_info(ds).pairs) == len(after)
+
+
+@pytest.mark.parametrize("min_coverage", [0.2, 0.5, 0.9])
+def test_public_scan_answers_like_the_functions_from_one_pass(counted, min_coverage):
+    cloudy = xstf.datasets.synthetic(size=24, days=40, seed=5, cloud_fraction=0.4)
+    counted.update(scan=0, notnull=0)
+    s = cube.scan(cloudy, check=False)
+    assert counted["scan"] == 1
+    # independent reference: the valid share computed here by numpy
+    want = {v: np.isfinite(cloudy[v].values).mean(axis=(1, 2)) for v in ("fine", "coarse")}
+    for v in want:
+        np.testing.assert_allclose(s.coverage[v], want[v], rtol=0, atol=1e-12)
+    both = (want["fine"] >= min_coverage) & (want["coarse"] >= min_coverage)
+    coarse_ok = want["coarse"] >= min_coverage
+    times = pd.DatetimeIndex(cloudy.time.values)
+    assert s.pair_dates(min_coverage).equals(pd.DatetimeIndex(times[both], name="time"))
+    only = coarse_ok & ~(want["fine"] >= min_coverage)
+    assert s.target_dates(min_coverage).equals(pd.DatetimeIndex(times[only], name="time"))
+    assert s.target_dates(min_coverage, include_pairs=True).equals(
+        pd.DatetimeIndex(times[coarse_ok], name="time")
+    )
+    assert counted["scan"] == 1  # the answers read nothing more
+    assert s.pair_dates(min_coverage).equals(cube.pair_dates(cloudy, min_coverage=min_coverage))
+
+
+def test_public_scan_checks_like_validate(ds):
+    bad = ds.copy()
+    bad["fine"] = bad["fine"].where(bad["fine"] < 0)  # all NaN
+    with pytest.raises(xstf.CubeError, match="all NaN"):
+        cube.scan(bad)
+    with pytest.raises(xstf.CubeError, match="usable pair"):
+        cube.scan(ds, require_pairs=50)
+    assert len(cube.scan(bad, check=False).pair_dates()) == 0
+
+
+def test_a_coarse_only_scan_has_targets_but_no_pairs(ds):
+    from xstf.prediction import resolve_targets
+
+    t = resolve_targets(ds, fine=None)
+    assert len(t) == ds.sizes["time"]  # every date has coarse data
+    s = cube.CubeScan(pd.DatetimeIndex(ds.time.values), None, "coarse", {"coarse": np.ones(20)})
+    assert s.target_dates().equals(t)
+    with pytest.raises(ValueError, match="coarse-only"):
+        s.pair_dates()

@@ -95,11 +95,9 @@ def cube_info(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coars
         )
         return info
     try:  # one pass (cached on persisted dask data) for pairs, targets and coverage
-        cov = cube._scan(ds, fine, coarse, progress=False).coverage
-        mc = cube.DEFAULT_MIN_COVERAGE
-        info.pairs = cube._dates(ds, cube._pair_mask(cov, fine, coarse, mc))
-        info.targets = cube._dates(ds, cube._target_mask(cov, fine, coarse, mc))
-        info.coverage = {str(v): float(cov[v].mean()) for v in (fine, coarse)}
+        found = cube.scan(ds, fine, coarse, check=False, progress=False)
+        info.pairs, info.targets = found.pair_dates(), found.target_dates()
+        info.coverage = {str(v): float(found.coverage[v].mean()) for v in (fine, coarse)}
     except Exception as err:  # a repr never raises: say what is wrong instead
         info.note = f"cannot list pairs: {err} (ds.stf.validate() explains)"
     return info

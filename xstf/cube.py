@@ -33,6 +33,7 @@ __all__ = [
     "GRID_TOLERANCE",
     "PROGRESS_AFTER",
     "ZERO_SPIKE_SHARE",
+    "CubeScan",
     "clear_cache",
     "coordinate_offset",
     "coverage",
@@ -40,6 +41,7 @@ __all__ = [
     "pair_dates",
     "reference_pairs",
     "resolution_ratio",
+    "scan",
     "summary",
     "target_dates",
     "validate",
@@ -327,30 +329,77 @@ def _scan(ds: xr.Dataset, fine: Hashable, coarse: Hashable, progress: bool | Non
     return out
 
 
-def _pair_mask(
-    cov: Mapping[Hashable, np.ndarray], fine: Hashable, coarse: Hashable, min_coverage: float
-) -> np.ndarray:
-    """Per date, from a scan's coverage: both variables cover ``min_coverage`` (a pair)."""
-    return (cov[fine] >= min_coverage) & (cov[coarse] >= min_coverage)
+@dataclass(frozen=True)
+class CubeScan:
+    """Which dates of a cube are observed, from one pass over its data (see :func:`scan`).
 
+    A small record: the time axis, the two variable names and the valid share of the
+    scene per date for each. Asking it for pairs or targets at any threshold reads no
+    data.
 
-def _target_mask(
-    cov: Mapping[Hashable, np.ndarray],
-    fine: Hashable | None,
-    coarse: Hashable,
-    min_coverage: float,
-    include_pairs: bool = False,
-) -> np.ndarray:
-    """Per date: ``coarse`` covers ``min_coverage`` and, unless ``include_pairs`` (or
-    ``fine`` is None), ``fine`` does not (a target)."""
-    ok = cov[coarse] >= min_coverage
-    if fine is not None and not include_pairs:
-        ok = ok & ~(cov[fine] >= min_coverage)
-    return ok
+    Attributes
+    ----------
+    time : pandas.DatetimeIndex
+        The cube's dates.
+    fine, coarse : hashable
+        The variable names (``fine`` is None for a coarse-only scan).
+    coverage : dict
+        ``{name: float64 array}``: valid (non-NaN) share of the scene per date, in [0, 1].
 
+    Examples
+    --------
+    >>> import xstf
+    >>> s = xstf.cube.scan(xstf.datasets.synthetic(size=32, days=20, cloud_fraction=0.0))
+    >>> len(s.pair_dates()), len(s.target_dates()), len(s.target_dates(include_pairs=True))
+    (2, 18, 20)
+    """
 
-def _dates(ds: xr.Dataset, mask: np.ndarray) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(ds["time"].values[mask], name="time")
+    time: pd.DatetimeIndex
+    fine: Hashable | None
+    coarse: Hashable
+    coverage: Mapping[Hashable, np.ndarray]
+
+    def pair_dates(self, min_coverage: float = DEFAULT_MIN_COVERAGE) -> pd.DatetimeIndex:
+        """Dates where both variables cover at least ``min_coverage`` (see :func:`pair_dates`).
+
+        Parameters
+        ----------
+        min_coverage : float
+            Share of valid pixels required of each sensor.
+
+        Returns
+        -------
+        pandas.DatetimeIndex
+        """
+        if self.fine is None:
+            raise ValueError("a coarse-only scan has no pairs: scan the fine variable too")
+        cov = self.coverage
+        return self._where((cov[self.fine] >= min_coverage) & (cov[self.coarse] >= min_coverage))
+
+    def target_dates(
+        self, min_coverage: float = DEFAULT_MIN_COVERAGE, include_pairs: bool = False
+    ) -> pd.DatetimeIndex:
+        """Dates where ``coarse`` covers ``min_coverage`` and, unless ``include_pairs`` (or
+        the scan is coarse-only), ``fine`` does not (see :func:`target_dates`).
+
+        Parameters
+        ----------
+        min_coverage : float
+            Share of valid pixels required.
+        include_pairs : bool
+            Also return the pair dates.
+
+        Returns
+        -------
+        pandas.DatetimeIndex
+        """
+        ok = self.coverage[self.coarse] >= min_coverage
+        if self.fine is not None and not include_pairs:
+            ok = ok & ~(self.coverage[self.fine] >= min_coverage)
+        return self._where(ok)
+
+    def _where(self, mask: np.ndarray) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.time[mask], name="time")
 
 
 def _check_values(
@@ -474,11 +523,68 @@ def validate(
     >>> xstf.validate(ds) is ds
     True
     """
-    _validated_scan(ds, fine, coarse, min_coverage, require_pairs, progress)
+    _checked_scan(ds, fine, coarse, min_coverage, require_pairs, progress)
     return ds
 
 
-def _validated_scan(
+def scan(
+    ds: xr.Dataset,
+    fine: Hashable = "fine",
+    coarse: Hashable = "coarse",
+    *,
+    check: bool = True,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    require_pairs: int = 0,
+    progress: bool | None = None,
+) -> CubeScan:
+    """One pass over a cube: the coverage of every date, checked like :func:`validate`.
+
+    For code that needs several answers about the same cube (pairs, targets, coverage):
+    the data are read once, also for an in-memory cube (dask passes are cached anyway,
+    numpy ones are not: an array modified in place has no key that changes).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube.
+    fine, coarse : hashable
+        Variable names.
+    check : bool
+        Run :func:`validate`'s checks on the same pass (``False``: only the coverage).
+    min_coverage : float
+        With ``check``, the share of valid pixels for a date to count as observed.
+    require_pairs : int
+        With ``check``, how many pairs the cube must have (0: no such check).
+    progress : bool, optional
+        Progress bar for the pass over dask data (see :func:`validate`).
+
+    Returns
+    -------
+    CubeScan
+        Time axis, names and coverage; ``.pair_dates()`` and ``.target_dates()``.
+
+    Raises
+    ------
+    CubeError
+        With ``check``: what :func:`validate` raises.
+
+    Examples
+    --------
+    >>> import xstf
+    >>> ds = xstf.datasets.synthetic(size=32, days=20, cloud_fraction=0.0)
+    >>> s = xstf.cube.scan(ds, require_pairs=2)
+    >>> s.pair_dates().equals(xstf.cube.pair_dates(ds)), s.coverage["coarse"].shape
+    (True, (20,))
+    """
+    if check:
+        found = _checked_scan(ds, fine, coarse, min_coverage, require_pairs, progress)
+    else:
+        found = _scan(ds, fine, coarse, progress)
+    cov = {name: found.coverage[name] for name in (fine, coarse)}
+    return CubeScan(pd.DatetimeIndex(ds["time"].values), fine, coarse, cov)
+
+
+def _checked_scan(
     ds: xr.Dataset,
     fine: Hashable,
     coarse: Hashable,
@@ -486,10 +592,7 @@ def _validated_scan(
     require_pairs: int,
     progress: bool | None,
 ) -> _Scan:
-    """:func:`validate`'s checks; returns the pass they made, so that a caller needing the
-    coverage next (:func:`xstf.prediction.resolve_dates`) does not read a numpy cube again
-    (only dask passes are cached: a numpy array has no key that changes when it is
-    modified in place)."""
+    """:func:`validate`'s checks, made on (and returning) the one pass over the data."""
     if not isinstance(ds, xr.Dataset):
         raise CubeError(
             f"expected an xarray.Dataset cube, got {type(ds).__name__}; build one with "
@@ -505,8 +608,8 @@ def _validated_scan(
     c_da = _check_var(ds, coarse, "coarse")
     _check_time(ds)
     _check_space(ds)
-    scan = _scan(ds, fine, coarse, progress)
-    cov = scan.coverage
+    found = _scan(ds, fine, coarse, progress)
+    cov = found.coverage
     times = pd.DatetimeIndex(ds["time"].values)
     for name, da in ((fine, f_da), (coarse, c_da)):
         if not (cov[name] > 0).any():
@@ -514,7 +617,7 @@ def _validated_scan(
                 f"variable {name!r} is all NaN on all {da.sizes['time']} dates: check the fill "
                 "value, the QA mask and that the sensor's dates fall in the cube's time range"
             )
-        n_inf = scan.n_inf[name]
+        n_inf = found.n_inf[name]
         if n_inf.any():
             bad = np.flatnonzero(n_inf)
             where = ", ".join(f"{times[i].date()}: {int(n_inf[i])}" for i in bad[:5])
@@ -523,10 +626,10 @@ def _validated_scan(
                 f"date(s) ({where}{' ...' if bad.size > 5 else ''}); xstf treats only NaN as "
                 f"missing. Mask them: ds[{name!r}] = ds[{name!r}].where(numpy.isfinite(ds[{name!r}]))"
             )
-        _check_values(name, da, scan.stats[name])
-        _warn_zero_spike(name, da, scan.stats[name][0], scan.n_melt[name])
+        _check_values(name, da, found.stats[name])
+        _warn_zero_spike(name, da, found.stats[name][0], found.n_melt[name])
     if require_pairs:
-        n = int(_pair_mask(cov, fine, coarse, min_coverage).sum())
+        n = int(((cov[fine] >= min_coverage) & (cov[coarse] >= min_coverage)).sum())
         if n < require_pairs:
             best = np.argsort(-np.minimum(cov[fine], cov[coarse]))[:3]
             hint = ", ".join(
@@ -538,7 +641,7 @@ def _validated_scan(
                 f">= {min_coverage:.0%}); {require_pairs} needed. Best dates: {hint}. Lower "
                 "min_coverage, fill gaps (ds.stf.fill_gaps) or add dates"
             )
-    return scan
+    return found
 
 
 def coverage(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse") -> xr.Dataset:
@@ -608,8 +711,7 @@ def coverage_fractions(
     >>> sorted(cov), cov["coarse"].shape
     (['coarse', 'fine'], (10,))
     """
-    scan = _scan(ds, fine, coarse, progress)
-    return {name: scan.coverage[name] for name in (fine, coarse)}
+    return dict(scan(ds, fine, coarse, check=False, progress=progress).coverage)
 
 
 def pair_dates(
@@ -645,8 +747,7 @@ def pair_dates(
     >>> len(xstf.cube.pair_dates(ds))
     4
     """
-    cov = _scan(ds, fine, coarse, progress).coverage
-    return _dates(ds, _pair_mask(cov, fine, coarse, min_coverage))
+    return scan(ds, fine, coarse, check=False, progress=progress).pair_dates(min_coverage)
 
 
 def target_dates(
@@ -685,8 +786,8 @@ def target_dates(
     >>> len(xstf.cube.target_dates(ds))
     60
     """
-    cov = _scan(ds, fine, coarse, progress).coverage
-    return _dates(ds, _target_mask(cov, fine, coarse, min_coverage, include_pairs))
+    found = scan(ds, fine, coarse, check=False, progress=progress)
+    return found.target_dates(min_coverage, include_pairs)
 
 
 def reference_pairs(
@@ -906,10 +1007,9 @@ def summary(
     >>> print(xstf.cube.summary(xstf.datasets.synthetic(size=32, days=20)).splitlines()[0])
     LST cube: 20 dates (2021-01-01 .. 2021-01-20), 32 x 32 pixels of 30 m, CRS EPSG:32631
     """
-    cov = _scan(ds, fine, coarse, progress).coverage
-    times = pd.DatetimeIndex(ds["time"].values)
-    pairs = _dates(ds, _pair_mask(cov, fine, coarse, min_coverage))
-    targets = _dates(ds, _target_mask(cov, fine, coarse, min_coverage))
+    found = scan(ds, fine, coarse, check=False, progress=progress)
+    cov, times = found.coverage, found.time
+    pairs, targets = found.pair_dates(min_coverage), found.target_dates(min_coverage)
     f_ok = cov[fine] >= min_coverage
     neither = ~(cov[coarse] >= min_coverage) & ~f_ok
     res = ds.attrs.get("fine_resolution")

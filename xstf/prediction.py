@@ -81,14 +81,13 @@ def as_dates(values: Any, times: pd.DatetimeIndex, what: str) -> pd.DatetimeInde
     return pd.DatetimeIndex(sorted(set(idx)), name="time")
 
 
-def _coverage(
-    ds: xr.Dataset, fine: Hashable | None, coarse: Hashable
-) -> dict[Hashable, np.ndarray]:
-    """Valid fraction per date: the cube's pass over both variables, or ``coarse`` alone."""
+def _coverage_scan(ds: xr.Dataset, fine: Hashable | None, coarse: Hashable) -> _cube.CubeScan:
+    """The cube's pass over both variables (cached on dask data), or over ``coarse`` alone."""
     if fine is not None:
-        return _cube.coverage_fractions(ds, fine, coarse)  # cached on dask data
+        return _cube.scan(ds, fine, coarse, check=False)
     (values,) = dask.compute(ds[coarse].notnull().mean(("y", "x"), dtype="float64").data)
-    return {coarse: np.asarray(values, dtype=np.float64)}
+    times = pd.DatetimeIndex(ds["time"].values)
+    return _cube.CubeScan(times, None, coarse, {coarse: np.asarray(values, dtype=np.float64)})
 
 
 def _check_targets(
@@ -109,7 +108,7 @@ def resolve_targets(
     min_coverage: float = _cube.DEFAULT_MIN_COVERAGE,
     fine: Hashable | None = "fine",
     *,
-    coverage: dict[Hashable, np.ndarray] | None = None,
+    scan: _cube.CubeScan | None = None,
 ) -> pd.DatetimeIndex:
     """The dates to predict, checked: every one has valid coarse pixels.
 
@@ -126,8 +125,8 @@ def resolve_targets(
         Variable names (``fine`` may be None).
     min_coverage : float
         Share of valid pixels for a date to count as observed.
-    coverage : dict, optional
-        Per-date valid fractions ``{name: array}`` already computed (e.g. by
+    scan : xstf.cube.CubeScan, optional
+        The cube's coverage already computed (:func:`xstf.cube.scan`, e.g. by
         :func:`resolve_dates`), so that the cube is not read again.
 
     Returns
@@ -147,10 +146,9 @@ def resolve_targets(
     >>> len(resolve_targets(ds)), len(resolve_targets(ds, ds.time[:2]))
     (18, 2)
     """
-    times = pd.DatetimeIndex(ds["time"].values)
-    cov = coverage if coverage is not None else _coverage(ds, fine, coarse)
+    found = scan if scan is not None else _coverage_scan(ds, fine, coarse)
     if targets is None:
-        idx = _cube._dates(ds, _cube._target_mask(cov, fine, coarse, min_coverage))
+        idx = found.target_dates(min_coverage)
         if len(idx) == 0:
             raise CubeError(
                 f"the cube has no target dates (dates where {coarse!r} covers >= "
@@ -158,8 +156,8 @@ def resolve_targets(
                 "targets=[...] explicitly (a pair date is predicted leave-one-out)"
             )
         return idx
-    idx = as_dates(targets, times, "targets")
-    _check_targets(idx, times, cov[coarse], coarse)
+    idx = as_dates(targets, found.time, "targets")
+    _check_targets(idx, found.time, found.coverage[coarse], coarse)
     return idx
 
 
@@ -215,10 +213,10 @@ def resolve_dates(
     """
     # validate's pass gives the coverage: one pass over a numpy cube, cached for dask
     require = n_pairs if pairs is None else 0
-    cov = _cube._validated_scan(ds, fine, coarse, min_coverage, require, None).coverage
-    times = pd.DatetimeIndex(ds["time"].values)
+    found = _cube.scan(ds, fine, coarse, min_coverage=min_coverage, require_pairs=require)
+    cov, times = found.coverage, found.time
     if pairs is None:
-        pairs_idx = _cube._dates(ds, _cube._pair_mask(cov, fine, coarse, min_coverage))
+        pairs_idx = found.pair_dates(min_coverage)
     else:
         pairs_idx = as_dates(pairs, times, "pairs")
         empty = [
@@ -237,7 +235,7 @@ def resolve_dates(
             f"{coarse!r} cover >= {min_coverage:.0%}); found {len(pairs_idx)}: "
             f"{[str(d.date()) for d in pairs_idx]}. Lower min_coverage, fill gaps or add dates"
         )
-    targets_idx = resolve_targets(ds, targets, coarse, min_coverage, fine, coverage=cov)
+    targets_idx = resolve_targets(ds, targets, coarse, min_coverage, fine, scan=found)
     return targets_idx, pairs_idx
 
 
