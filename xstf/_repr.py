@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 import xarray as xr
 
+from ._docs import fill_doc
+
 __all__ = ["CubeInfo", "cube_info", "cube_repr_html", "cube_repr_text"]
 
 _SHOWN_DATES = 6
@@ -47,15 +49,13 @@ def _in_memory(da: xr.DataArray) -> bool:
     return len(arr.__dask_graph__()) == arr.npartitions
 
 
+@fill_doc
 def cube_info(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse") -> CubeInfo:
     """Gather what ``repr(ds.stf)`` shows, without computing anything on dask data.
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        The cube.
-    fine, coarse : hashable
-        Variable names.
+    %(cube)s
 
     Returns
     -------

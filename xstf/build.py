@@ -175,12 +175,11 @@ def _dates(da: xr.DataArray, date_only: bool, role: str) -> xr.DataArray:
     t = pd.DatetimeIndex(da["time"].values)
     if date_only:
         t = t.normalize()
-    dup = t[t.duplicated()]
-    if len(dup):
+    dup = _cube.duplicated_dates(t)
+    if dup:
         raise CubeError(
-            f"{role} has {len(dup)} duplicated date(s) {[str(d.date()) for d in dup[:5]]}"
-            f"{' after dropping the time of day' if date_only else ''}: merge them first "
-            "(da.groupby('time').mean()) or pass date_only=False"
+            f"{role} has {dup}{' after dropping the time of day' if date_only else ''}: "
+            "merge them first (da.groupby('time').mean()) or pass date_only=False"
         )
     return da.assign_coords(time=t).sortby("time")
 

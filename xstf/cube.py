@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._docs import fill_doc
 from .errors import CubeError
 from .units import normalise_units
 
@@ -37,7 +38,9 @@ __all__ = [
     "clear_cache",
     "coordinate_offset",
     "coverage",
+    "duplicated_dates",
     "from_arrays",
+    "grid_mismatch",
     "pair_dates",
     "reference_pairs",
     "resolution_ratio",
@@ -95,6 +98,67 @@ def coordinate_offset(a: np.ndarray, b: np.ndarray) -> float:
     if not pixel > 0:
         pixel = 1e-9 * max(1.0, float(np.max(np.abs(a))))
     return float(np.max(np.abs(a - b)) / pixel)
+
+
+def grid_mismatch(
+    a: xr.DataArray | xr.Dataset, b: xr.DataArray | xr.Dataset, dim: Hashable
+) -> str | None:
+    """How far the ``dim`` coordinates of ``a`` and ``b`` are apart, or None when they are
+    the same grid (within :data:`GRID_TOLERANCE` pixels).
+
+    Parameters
+    ----------
+    a, b : xarray.DataArray or xarray.Dataset
+        Objects with a ``dim`` coordinate of the same length.
+    dim : hashable
+        ``"y"`` or ``"x"``.
+
+    Returns
+    -------
+    str or None
+        ``"<a start>.. vs <b start>..: up to <n> pixel(s) apart, tolerance <t>"`` for an
+        error message, or None.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> a = xr.DataArray([0, 0], coords={"x": [15.0, 45.0]}, dims="x")
+    >>> grid_mismatch(a, a.assign_coords(x=[15.0001, 45.0001]), "x") is None
+    True
+    >>> grid_mismatch(a, a.assign_coords(x=[30.0, 60.0]), "x")
+    '15.0.. vs 30.0..: up to 0.5 pixel(s) apart, tolerance 0.001'
+    """
+    off = coordinate_offset(a[dim].values, b[dim].values)
+    if off <= GRID_TOLERANCE:
+        return None
+    return (
+        f"{float(a[dim][0])}.. vs {float(b[dim][0])}..: up to {off:.3g} pixel(s) apart, "
+        f"tolerance {GRID_TOLERANCE:g}"
+    )
+
+
+def duplicated_dates(times: pd.DatetimeIndex) -> str | None:
+    """The duplicated dates of ``times`` for an error message, or None when there are none.
+
+    Parameters
+    ----------
+    times : pandas.DatetimeIndex
+        A time axis.
+
+    Returns
+    -------
+    str or None
+        ``"<n> duplicated date(s): [<up to five dates>]"``, or None.
+
+    Examples
+    --------
+    >>> duplicated_dates(pd.DatetimeIndex(["2020-01-09", "2020-01-09", "2020-01-10"]))
+    "1 duplicated date(s): ['2020-01-09']"
+    """
+    dup = times[times.duplicated()]
+    if not len(dup):
+        return None
+    return f"{len(dup)} duplicated date(s): {[str(d.date()) for d in dup[:5]]}"
 
 
 def _check_var(ds: xr.Dataset, name: Hashable, role: str) -> xr.DataArray:
@@ -176,11 +240,10 @@ def _check_time(ds: xr.Dataset) -> None:
     idx = pd.DatetimeIndex(t.values)
     if idx.hasnans:
         raise CubeError("the 'time' coordinate has NaT values: drop or fix those dates")
-    dup = idx[idx.duplicated()]
-    if len(dup):
+    dup = duplicated_dates(idx)
+    if dup:
         raise CubeError(
-            f"the 'time' coordinate has {len(dup)} duplicated date(s): "
-            f"{[str(d.date()) for d in dup[:5]]}; merge them (e.g. ds.groupby('time').mean()) "
+            f"the 'time' coordinate has {dup}; merge them (e.g. ds.groupby('time').mean()) "
             "or drop one with ds.drop_duplicates('time')"
         )
     if not idx.is_monotonic_increasing:
@@ -527,6 +590,7 @@ def validate(
     return ds
 
 
+@fill_doc
 def scan(
     ds: xr.Dataset,
     fine: Hashable = "fine",
@@ -545,10 +609,7 @@ def scan(
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        The cube.
-    fine, coarse : hashable
-        Variable names.
+    %(cube)s
     check : bool
         Run :func:`validate`'s checks on the same pass (``False``: only the coverage).
     min_coverage : float
@@ -644,6 +705,7 @@ def _checked_scan(
     return found
 
 
+@fill_doc
 def coverage(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse") -> xr.Dataset:
     """Valid (finite) fraction of the scene per date, for ``fine`` and ``coarse``.
 
@@ -651,10 +713,7 @@ def coverage(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        The cube.
-    fine, coarse : hashable
-        Variable names.
+    %(cube)s
 
     Returns
     -------
@@ -677,6 +736,7 @@ def coverage(ds: xr.Dataset, fine: Hashable = "fine", coarse: Hashable = "coarse
     return out.drop_vars([c for c in out.coords if out[c].ndim == 0])
 
 
+@fill_doc
 def coverage_fractions(
     ds: xr.Dataset,
     fine: Hashable = "fine",
@@ -692,10 +752,7 @@ def coverage_fractions(
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        The cube.
-    fine, coarse : hashable
-        Variable names.
+    %(cube)s
     progress : bool, optional
         Progress bar for the pass (default: only in a notebook or terminal, when slow).
 
@@ -714,6 +771,7 @@ def coverage_fractions(
     return dict(scan(ds, fine, coarse, check=False, progress=progress).coverage)
 
 
+@fill_doc
 def pair_dates(
     ds: xr.Dataset,
     fine: Hashable = "fine",
@@ -726,14 +784,10 @@ def pair_dates(
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        The cube.
-    fine, coarse : hashable
-        Variable names.
+    %(cube)s
     min_coverage : float
         Share of valid pixels required of each sensor.
-    progress : bool, optional
-        Progress bar for the coverage pass (see :func:`validate`).
+    %(progress_scan)s
 
     Returns
     -------
@@ -750,6 +804,7 @@ def pair_dates(
     return scan(ds, fine, coarse, check=False, progress=progress).pair_dates(min_coverage)
 
 
+@fill_doc
 def target_dates(
     ds: xr.Dataset,
     fine: Hashable = "fine",
@@ -763,16 +818,12 @@ def target_dates(
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        The cube.
-    fine, coarse : hashable
-        Variable names.
+    %(cube)s
     min_coverage : float
         Share of valid coarse pixels required.
     include_pairs : bool
         Also return the pair dates (for leave-one-out evaluation).
-    progress : bool, optional
-        Progress bar for the coverage pass (see :func:`validate`).
+    %(progress_scan)s
 
     Returns
     -------
@@ -953,15 +1004,12 @@ def from_arrays(
                     f"{name!r} has {da.sizes[dim]} pixels along {dim!r} but {ref_name!r} has "
                     f"{ref.sizes[dim]}: put both on the fine grid first (xstf.build_cube)"
                 )
-            if dim in da.coords and dim in ref.coords:
-                off = coordinate_offset(ref[dim].values, da[dim].values)
-                if off > GRID_TOLERANCE:
-                    raise CubeError(
-                        f"{name!r} and {ref_name!r} have different {dim!r} coordinates "
-                        f"({float(da[dim][0])}.. vs {float(ref[dim][0])}..: up to {off:.3g} "
-                        f"pixel(s) apart, tolerance {GRID_TOLERANCE:g}): put both on the fine "
-                        "grid first (xstf.build_cube)"
-                    )
+            apart = grid_mismatch(da, ref, dim) if dim in da.coords and dim in ref.coords else None
+            if apart:
+                raise CubeError(
+                    f"{name!r} and {ref_name!r} have different {dim!r} coordinates ({apart}): "
+                    "put both on the fine grid first (xstf.build_cube)"
+                )
     aligned = {
         k: (
             v.assign_coords(y=ref["y"], x=ref["x"])
@@ -973,6 +1021,7 @@ def from_arrays(
     return xr.Dataset(aligned).transpose(*DIMS, ...)
 
 
+@fill_doc
 def summary(
     ds: xr.Dataset,
     fine: Hashable = "fine",
@@ -987,14 +1036,10 @@ def summary(
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        The cube.
-    fine, coarse : hashable
-        Variable names.
+    %(cube)s
     min_coverage : float
         Threshold for pairs and targets.
-    progress : bool, optional
-        Progress bar for the coverage pass (see :func:`validate`).
+    %(progress_scan)s
 
     Returns
     -------

@@ -285,7 +285,7 @@ def _read_status(store: Any) -> str | None:
 
 def _check_append(ds: xr.Dataset, store: Any, append_dim: str) -> xr.Dataset:
     """Check ``ds`` against the store exactly; return it ready to append (units converted)."""
-    from .cube import GRID_TOLERANCE, coordinate_offset
+    from .cube import grid_mismatch
     from .units import convert_units, normalise_units
 
     old = open_zarr(store, incomplete="raise")
@@ -300,13 +300,12 @@ def _check_append(ds: xr.Dataset, store: Any, append_dim: str) -> xr.Dataset:
                     f"cannot append: {d!r} differs from the store's ({old.sizes[d]} vs {ds.sizes[d]} "
                     "values); append data on the same grid"
                 )
-            off = coordinate_offset(old[d].values, ds[d].values)
-            if off > GRID_TOLERANCE:
+            apart = grid_mismatch(old, ds, d)
+            if apart:
                 raise ValueError(
-                    f"cannot append: {d!r} differs from the store's by up to {off:.3g} pixel(s) "
-                    f"(store {float(old[d][0])}.., new {float(ds[d][0])}..; tolerance "
-                    f"{GRID_TOLERANCE:g} pixel): append data on the store's grid (reproject it, or "
-                    "assign the store's coordinates if the difference is only rounding)"
+                    f"cannot append: {d!r} differs from the store's (store vs new: {apart}): "
+                    "append data on the store's grid (reproject it, or assign the store's "
+                    "coordinates if the difference is only rounding)"
                 )
     missing = sorted(map(str, set(old.data_vars) ^ set(ds.data_vars)))
     if missing:

@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 
 from . import cube as _cube
+from ._docs import fill_doc
 from .anchor import anchor as _anchor
 from .errors import CubeError
 
@@ -109,6 +110,7 @@ def _as_dates(ds: xr.Dataset, dates: Any) -> pd.DatetimeIndex:
     return idx
 
 
+@fill_doc
 def fuse(
     ds: xr.Dataset,
     targets: Any = None,
@@ -180,8 +182,7 @@ def fuse(
         Gain of the unvalidated fallback (fewer than three pool pairs).
     fine, coarse : hashable
         Variable names.
-    min_coverage : float
-        Share of valid pixels for a date to count as observed (pairs, targets).
+    %(min_coverage)s
     progress : bool
         Show a tqdm progress bar over the validation runs.
 

@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from . import cube as _cube
+from ._docs import fill_doc
 from .errors import CubeError
 
 __all__ = ["as_dates", "resolve_dates", "resolve_targets", "wrap_prediction"]
@@ -161,6 +162,7 @@ def resolve_targets(
     return idx
 
 
+@fill_doc
 def resolve_dates(
     ds: xr.Dataset,
     fine: Hashable,
@@ -179,10 +181,7 @@ def resolve_dates(
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        The cube.
-    fine, coarse : hashable
-        Variable names.
+    %(cube)s
     targets, pairs : datetime-like or sequence, optional
         Explicit dates, or None for the defaults.
     min_coverage : float

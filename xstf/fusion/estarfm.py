@@ -15,6 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from .. import cube as _cube
+from .._docs import fill_doc
 from ..prediction import resolve_dates, wrap_prediction
 from ._common import (
     _is_dask,
@@ -82,6 +83,7 @@ def _estarfm_call(
     return estarfm_block(block, w, th1, th2, dn_min, dn_max, 0.02 * dn_max, fcrit)
 
 
+@fill_doc
 def estarfm(
     ds: xr.Dataset,
     targets: Any = None,
@@ -137,19 +139,10 @@ def estarfm(
         the pairs is at least ``0.02 · DN_max`` (8 K with the default 400 K).
     bias_correction : bool
         ubESTARFM instead of ESTARFM.
-    min_coverage : float
-        Share of valid pixels for a date to count as observed (pairs, targets).
-    rule : {"bracket", "nearest"}
-        Reference-pair rule, see :func:`xstf.cube.reference_pairs`.
-    anchor : {None, "coarse"}
-        ``"coarse"``: take the prediction's level at the MODIS scale from the target's
-        own coarse image and keep the sub-km detail (:func:`xstf.anchor.anchor`).
-    gain : float
-        With ``anchor="coarse"``, the gain in ``[0, 1]`` on that detail (0 = coarse only).
-    progress : bool, optional
-        A progress bar (tqdm) over the dates of an eager (numpy) run. Default: shown
-        when stderr is a terminal and there is more than one date; lazy runs compute
-        later and never show one.
+    %(min_coverage)s
+    %(rule)s
+    %(anchor)s
+    %(progress_dates)s
 
     Returns
     -------

@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from .. import cube as _cube
+from .._docs import fill_doc
 from ..prediction import resolve_dates, wrap_prediction
 from ._common import _is_dask, check_half_window, progress_dates, run_kernel
 
@@ -41,6 +42,7 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
     return int(value)
 
 
+@fill_doc
 def fitfc(
     ds: xr.Dataset,
     targets: Any = None,
@@ -97,17 +99,9 @@ def fitfc(
         Half window of the local regression in fine pixels. Default: 1.5 coarse pixels
         (``round(1.5 · ratio)``, :func:`xstf.cube.resolution_ratio`), i.e. a window of
         about 3 × 3 coarse pixels.
-    min_coverage : float
-        Share of valid pixels for a date to count as observed (pairs, targets).
-    progress : bool, optional
-        A progress bar (tqdm) over the dates of an eager (numpy) run. Default: shown
-        when stderr is a terminal and there is more than one date; lazy runs compute
-        later and never show one.
-    anchor : {None, "coarse"}
-        ``"coarse"``: take the prediction's level at the MODIS scale from the target's
-        own coarse image and keep the sub-km detail (:func:`xstf.anchor.anchor`).
-    gain : float
-        With ``anchor="coarse"``, the gain in ``[0, 1]`` on that detail (0 = coarse only).
+    %(min_coverage)s
+    %(progress_dates)s
+    %(anchor)s
 
     Returns
     -------

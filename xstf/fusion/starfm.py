@@ -13,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from .. import cube as _cube
+from .._docs import fill_doc
 from ..prediction import resolve_dates, wrap_prediction
 from ._common import (
     _is_dask,
@@ -43,6 +44,7 @@ def _starfm_call(
     return starfm_block(block, w, th, sigma_lm, sigma_mm, scale, eps)
 
 
+@fill_doc
 def starfm(
     ds: xr.Dataset,
     targets: Any = None,
@@ -101,17 +103,9 @@ def starfm(
         large finite weight.
     min_coverage : float
         Share of valid pixels for a date to count as observed.
-    rule : {"bracket", "nearest"}
-        Reference-pair rule, see :func:`xstf.cube.reference_pairs`.
-    anchor : {None, "coarse"}
-        ``"coarse"``: take the prediction's level at the MODIS scale from the target's
-        own coarse image and keep the sub-km detail (:func:`xstf.anchor.anchor`).
-    gain : float
-        With ``anchor="coarse"``, the gain in ``[0, 1]`` on that detail (0 = coarse only).
-    progress : bool, optional
-        A progress bar (tqdm) over the dates of an eager (numpy) run. Default: shown
-        when stderr is a terminal and there is more than one date; lazy runs compute
-        later and never show one.
+    %(rule)s
+    %(anchor)s
+    %(progress_dates)s
 
     Returns
     -------
