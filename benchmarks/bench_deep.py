@@ -19,9 +19,12 @@ Prints figures; asserts nothing. Three parts:
    auto-encoder feature term, as fit trains by default), interleaved rounds, median:
    contiguous weights (before this version) vs channels-last (what fit does on CPU),
    with the losses of both (equal up to float32 rounding); and the patch pipeline
-   (:class:`xstf.models.data.PatchDataset` → batches) alone;
+   (:class:`xstf.models.data.PatchDataset` → batches) alone; ``--bf16`` adds channels-last
+   under bfloat16 autocast (what ``fit(amp=True)`` does);
 3. ``fit``: a short EDCSTFN fit on a synthetic cube, then per held-out date the scores
-   of :func:`xstf.metrics` (°C) for EDCSTFN, "coarse only" (the MODIS image) and ESTARFM.
+   of :func:`xstf.metrics` (°C) for EDCSTFN, "coarse only" (the MODIS image) and ESTARFM;
+   ``--bf16`` fits again under bfloat16 autocast (same seed and patches) and prints both
+   validation-loss curves and both scores (convergence per epoch at equal work).
 
 Run (2 CPU cores shared with other work makes timings noisy: read the ratios)::
 
@@ -158,10 +161,24 @@ def bench_inference(
                   f"max|diff| vs plain {err:.2e} K")  # fmt: skip
 
 
+def _amp_context(device: str, on: bool):
+    import contextlib
+
+    if not on:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
 def bench_training(
-    device: str, batch: int = 16, size: int = 95, steps: int = 3, ae_epochs: int = 1
+    device: str,
+    batch: int = 16,
+    size: int = 95,
+    steps: int = 3,
+    ae_epochs: int = 1,
+    amp: bool = False,
 ) -> None:
-    """Patches/s of EDCSTFN's optimiser step: contiguous vs channels-last modules."""
+    """Patches/s of EDCSTFN's optimiser step: contiguous vs channels-last modules (and,
+    with ``amp``, channels-last under bfloat16 autocast, as ``fit(amp=True)`` trains)."""
     g = torch.Generator().manual_seed(0)
     b = {
         "c_refs": torch.randn(batch, 2, 1, size, size, generator=g),
@@ -173,21 +190,28 @@ def bench_training(
     }
     b = {k: v.to(device) for k, v in b.items()}
     recipes = {}
-    for label, cl in (("contiguous", False), ("channels-last", True)):
+    variants = [("contiguous", False, False), ("channels-last", True, False)]
+    if amp:
+        variants.append(("cl + bf16 amp", True, True))
+    bf16: dict[str, bool] = {}
+    for label, cl, use_amp in variants:
         torch.manual_seed(0)
         net = edcstfn.build().to(device)
         rec = edcstfn.recipe(net, ae_epochs=ae_epochs)
         if cl:
             for m in rec.modules.values():
                 m.to(memory_format=torch.channels_last)
-        rec.step(b)  # warm-up
+        bf16[label] = use_amp
+        with _amp_context(device, use_amp):
+            rec.step(b)  # warm-up
         recipes[label] = rec
     times: dict[str, list[float]] = {k: [] for k in recipes}
     losses: dict[str, list[float]] = {k: [] for k in recipes}
     for _ in range(steps):  # interleaved rounds
         for k, rec in recipes.items():
             t0 = time.perf_counter()
-            out = rec.step(b)
+            with _amp_context(device, bf16[k]):  # as fit(amp=True) runs its steps
+                out = rec.step(b)
             losses[k].append(float(out["loss"]))
             times[k].append(time.perf_counter() - t0)
     med = {k: float(np.median(v)) for k, v in times.items()}
@@ -225,22 +249,33 @@ def bench_patches(batch: int = 16, size: int = 95, n_batches: int = 20) -> None:
             print(f"patch pipeline ({label}): {batch * n_batches / dt:,.0f} patches/s")
 
 
-def bench_fit(device: str, epochs: int, patch: int, width: int, size: int, days: int) -> None:
-    ds = xstf.datasets.synthetic(size=size, days=days, seed=3, cloud_fraction=0.2)
+def bench_fit(
+    device: str, epochs: int, patch: int, width: int, size: int, days: int, amp: bool = False
+) -> None:
+    """A short EDCSTFN fit scored on held-out dates; with ``amp``, the same fit (same seed,
+    same patches) again under bfloat16 autocast, with both validation-loss curves."""
+    ds = xstf.datasets.synthetic(size=size, days=days, seed=3, cloud_fraction=0.2).load()
     print(f"cube {size}x{size}, {days} days, {len(xstf.cube.pair_dates(ds))} pairs")
-    t0 = time.perf_counter()
-    m = xstf.models.fit(
-        ds, "edcstfn", epochs=epochs, batch_size=8, patch_size=patch, stride=patch // 2,
-        width=width, ae_epochs=1, device=device, progress=False, seed=0,
-    )  # fmt: skip
-    print(f"fit: {time.perf_counter() - t0:.0f} s, {m.config['train_patches']} training patches")
+    fitted = {}
+    for label, use_amp in [("EDCSTFN", False)] + ([("EDCSTFN bf16", True)] if amp else []):
+        t0 = time.perf_counter()
+        fitted[label] = m = xstf.models.fit(
+            ds, "edcstfn", epochs=epochs, batch_size=8, patch_size=patch, stride=patch // 2,
+            width=width, ae_epochs=1, device=device, progress=False, seed=0, amp=use_amp,
+        )  # fmt: skip
+        dt = time.perf_counter() - t0
+        curve = ", ".join(f"{h['val_loss']:.4f}" for h in m.history)
+        print(f"fit {label}: {dt:.0f} s, {m.config['train_patches']} training patches, "
+              f"val loss per epoch {curve}")  # fmt: skip
+    m = fitted["EDCSTFN"]
     test = pd.DatetimeIndex(m.config["split"]["test"])
     others = xstf.cube.target_dates(ds)
     dates = test.append(others[np.linspace(0, len(others) - 1, 6).round().astype(int)])
     preds = {
-        "EDCSTFN": xstf.models.predict(ds, m, targets=dates, device=device),
-        "coarse only": ds.coarse.sel(time=dates),
+        label: xstf.models.predict(ds, fm, targets=dates, device=device)
+        for label, fm in fitted.items()
     }
+    preds["coarse only"] = ds.coarse.sel(time=dates)
     try:
         preds["ESTARFM"] = xstf.estarfm(ds, targets=dates).compute()
     except Exception as err:
@@ -279,9 +314,9 @@ def main() -> None:
     if a.only in (None, "inference"):
         bench_inference(a.models.split(","), a.size, a.reps, a.bf16, a.compile)
     if a.only in (None, "training"):
-        bench_training(a.device, steps=a.reps)
+        bench_training(a.device, steps=a.reps, amp=a.bf16)
     if a.only in (None, "fit"):
-        bench_fit(a.device, a.epochs, a.patch, a.width, a.fit_size, a.days)
+        bench_fit(a.device, a.epochs, a.patch, a.width, a.fit_size, a.days, a.bf16)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,22 @@ def test_ms_ssim_masked_equals_ms_ssim_with_target_filled_by_prediction():
     assert 0.0 < float(got) <= 1.0
 
 
+@pytest.mark.parametrize("side", [32, 95, 200])  # single-scale SSIM, 5-px and 11-px MS-SSIM
+def test_ms_ssim_loss_is_float32_under_bf16_autocast(side):
+    # fit(amp=True) (the default on CUDA) runs the losses under bfloat16 autocast; SSIM's
+    # local variances cancel in bf16 (the term came out about 2x too large before)
+    rng = np.random.default_rng(side)
+    t = rng.normal(0, 1, (4, 1, side, side)).astype(np.float32)
+    p = (t + rng.normal(0, 0.3, t.shape)).astype(np.float32)
+    pt, tt = torch.from_numpy(p), torch.from_numpy(t)
+    valid = torch.from_numpy(rng.uniform(size=t.shape) > 0.1)
+    want = float(losses.masked_ms_ssim_loss(pt, tt, valid))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = losses.masked_ms_ssim_loss(pt, tt, valid)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(want, rel=1e-6)
+
+
 def test_cosine_loss_matches_numpy():
     p, t = _rand(3, 1, 6, 6, seed=9), _rand(3, 1, 6, 6, seed=10)
     valid = _rand(3, 1, 6, 6, seed=11) > 0

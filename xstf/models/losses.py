@@ -153,7 +153,9 @@ def masked_ms_ssim_loss(
     to mask it, the target's invalid pixels are replaced by the (detached)
     prediction, so they match perfectly and add no error (only the windows that
     straddle them are slightly affected). The window size follows the patch size,
-    see :func:`ms_ssim_window` (95 × 95 patches: 5-px window).
+    see :func:`ms_ssim_window` (95 × 95 patches: 5-px window). It is computed in float32
+    also under autocast (``fit(amp=True)``, the default on CUDA): in bfloat16 its local
+    variances cancel.
 
     Differences from the reference implementations (documented in
     ``docs/models/*.md``): the window shrinks on patches under 161 px, the default
@@ -203,13 +205,16 @@ def masked_ms_ssim_loss(
     if data_range is None:
         span = float(vals.max() - lo)
         data_range = span if span > 0 else 1.0
-    x = pred - lo
-    y = filled - lo
     win, scales = ms_ssim_window(min(pred.shape[-2:]))
-    if scales == 5:
-        score = ms_ssim(x, y, data_range=data_range, size_average=True, win_size=win)
-    else:
-        score = ssim(x, y, data_range=data_range, size_average=True, win_size=win)
+    # float32 even under autocast: SSIM's local variances (E[x²] − E[x]²) cancel, and with
+    # its Gaussian-window convolutions in bfloat16 the term came out about 2× too large
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        x = pred.float() - lo.float()
+        y = filled.float() - lo.float()
+        if scales == 5:
+            score = ms_ssim(x, y, data_range=data_range, size_average=True, win_size=win)
+        else:
+            score = ssim(x, y, data_range=data_range, size_average=True, win_size=win)
     return 1.0 - score
 
 
