@@ -85,32 +85,6 @@ def test_f_critical_matches_scipy():
         assert stats.f.sf(table[df], 1, df) == pytest.approx(0.05, rel=1e-9)
 
 
-def test_chunk_invariance_and_laziness(monkeypatch):
-    full = xstf.datasets.synthetic(size=(40, 36), days=40, seed=5)
-    targets = xstf.cube.target_dates(full)[[0, 5, -1]]
-    ds = full.sel(time=sorted({*xstf.cube.pair_dates(full), *targets}))
-    eager = xstf.estarfm(ds, targets=targets, half_window=6)
-    assert isinstance(eager.data, np.ndarray)
-    calls = []
-    real = _estarfm_kernel.estarfm_block
-
-    def counting(*args):
-        calls.append(args[0].shape)
-        return real(*args)
-
-    monkeypatch.setattr(_estarfm_kernel, "estarfm_block", counting)
-    # chunks of 4 x 5 pixels: smaller than the 13 x 13 window and the 6-pixel halo
-    lazy = xstf.estarfm(ds.chunk({"time": 1, "y": 4, "x": 5}), targets=targets, half_window=6)
-    assert isinstance(lazy.data, dsa.Array)
-    assert calls == []  # nothing computed yet
-    with dask.config.set(scheduler="threads"):
-        values = lazy.values
-    assert len(calls) > 3  # several blocks
-    np.testing.assert_array_equal(values, eager.values)  # bit-identical
-    one_chunk = xstf.estarfm(ds.chunk({"time": 1}), targets=targets, half_window=6)
-    np.testing.assert_array_equal(one_chunk.values, eager.values)
-
-
 @pytest.mark.slow
 def test_distributed_equals_threaded():
     distributed = pytest.importorskip("distributed")

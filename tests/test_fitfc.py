@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import dask
-import dask.array as dsa
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +12,6 @@ from reference_fitfc import fitfc_reference
 from reference_fusion import make_scene, scene_cube
 
 import xstf
-from xstf.fusion import _fitfc_kernel
 from xstf.fusion.fitfc import fitfc
 
 TARGET = pd.Timestamp("2021-01-09")
@@ -59,32 +56,6 @@ def test_divergent_response_followed_from_the_target_coarse():
     f1 = layers[0]
     assert np.nanmean(g[:, 24:] - f1[:, 24:]) > 6.0
     assert abs(np.nanmean(g[:, :16] - f1[:, :16])) < 2.0
-
-
-def test_chunk_invariance_and_laziness(monkeypatch):
-    full = xstf.datasets.synthetic(size=(40, 36), days=40, seed=5)
-    targets = xstf.cube.target_dates(full)[[0, 5, -1]]
-    ds = full.sel(time=sorted({*xstf.cube.pair_dates(full), *targets}))
-    kw = {"half_window": 4, "regression_window": 5, "n_similar": 12}
-    eager = fitfc(ds, targets=targets, **kw)
-    assert isinstance(eager.data, np.ndarray)
-    calls = []
-    real = _fitfc_kernel.fitfc_block
-
-    def counting(*args):
-        calls.append(args[0].shape)
-        return real(*args)
-
-    monkeypatch.setattr(_fitfc_kernel, "fitfc_block", counting)
-    lazy = fitfc(ds.chunk({"time": 1, "y": 4, "x": 5}), targets=targets, **kw)
-    assert isinstance(lazy.data, dsa.Array)
-    assert calls == []  # nothing computed yet
-    with dask.config.set(scheduler="threads"):
-        values = lazy.values
-    assert len(calls) > 3
-    np.testing.assert_array_equal(values, eager.values)  # bit-identical
-    one_chunk = fitfc(ds.chunk({"time": 1}), targets=targets, **kw)
-    np.testing.assert_array_equal(one_chunk.values, eager.values)
 
 
 def test_metadata_accessor_and_leave_one_out():
