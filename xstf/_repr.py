@@ -127,6 +127,7 @@ def cube_repr_text(ds: xr.Dataset) -> str:
     Returns
     -------
     str
+        One header line, then one ``name : value`` line per row of :func:`cube_info`.
 
     Examples
     --------
@@ -153,11 +154,12 @@ def cube_repr_html(ds: xr.Dataset) -> str:
     Parameters
     ----------
     ds : xarray.Dataset
-        The cube.
+        The cube (nothing is computed on dask data).
 
     Returns
     -------
     str
+        A ``<div>`` holding a title and a two-column ``<table>`` (values HTML-escaped).
 
     Examples
     --------

@@ -458,7 +458,8 @@ def report(result: xr.DataArray) -> str:
     Parameters
     ----------
     result : xarray.DataArray
-        What :func:`fuse` returned.
+        What :func:`fuse` returned: its ``fuse`` attribute (JSON) holds the choice,
+        the validation pool and the per-candidate mean scores.
 
     Returns
     -------

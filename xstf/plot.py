@@ -231,6 +231,7 @@ def compare(
     Returns
     -------
     matplotlib.figure.Figure
+        Two rows: the LST maps (coarse, reference, predictions), then their error maps.
 
     Raises
     ------
@@ -335,6 +336,7 @@ def scores(
     Returns
     -------
     matplotlib.figure.Figure
+        A grid of line (or bar) plots: one row per score, one column per region.
 
     Examples
     --------
@@ -441,6 +443,7 @@ def scatter(
     Returns
     -------
     matplotlib.figure.Figure
+        The figure of the one hexbin panel (``ax``'s figure when ``ax`` is given).
 
     Examples
     --------
@@ -581,6 +584,7 @@ def timeseries(
     Returns
     -------
     matplotlib.figure.Figure
+        The figure of the one time-series axes (``ax``'s figure when ``ax`` is given).
 
     Examples
     --------
@@ -706,6 +710,7 @@ def overview(
     Returns
     -------
     matplotlib.figure.Figure
+        Rows truth / fine / coarse, one column per date, and a land-cover panel.
 
     Examples
     --------
