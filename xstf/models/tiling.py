@@ -47,7 +47,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 import numpy as np
@@ -71,7 +71,8 @@ SceneStats = list[list[tuple[np.ndarray, np.ndarray]]]
 @dataclass(frozen=True)
 class _Tiling:
     """How a date is cut into tiles and run: :func:`predict_image`'s keywords of these names
-    (documented there) with its defaults, which :func:`scene_statistics` takes as ``**tiling``."""
+    (documented there) with its defaults, which :func:`scene_statistics` and
+    :func:`predict_stack` take as ``**tiling``."""
 
     tile: int = 1024
     overlap: int | None = None
@@ -99,8 +100,8 @@ def receptive_field(net: torch.nn.Module) -> int:
 
     Examples
     --------
-    >>> import xstf.models
-    >>> receptive_field(xstf.models.create("edcstfn")), receptive_field(xstf.models.create("ganstfm"))
+    >>> from xstf.models import create
+    >>> receptive_field(create("edcstfn")), receptive_field(create("ganstfm"))
     (5, 8)
     """
     rf = getattr(net, "receptive_field", None)
@@ -789,13 +790,8 @@ def predict_stack(
     mean: float,
     std: float,
     n_refs: int,
-    tile: int = 1024,
-    overlap: int | None = None,
-    batch_size: int = 4,
-    device: str = "cpu",
-    amp: bool = False,
-    multiple: int = 1,
     compile: bool = False,
+    **tiling: Any,
 ) -> Any:
     """Predict every date of a ``(time, 1 + 2·n_refs, H, W)`` stack in K: numpy in, numpy out; dask in, dask out.
 
@@ -815,8 +811,11 @@ def predict_stack(
         Returns the network in eval mode on ``device`` (called inside the tasks).
     template : torch.nn.Module
         The same network (read for its receptive field and options; not run).
-    mean, std, n_refs, tile, overlap, batch_size, device, amp, multiple, compile
+    mean, std, n_refs, compile
         As :func:`predict_image`.
+    **tiling
+        ``tile``, ``overlap``, ``batch_size``, ``device``, ``amp``, ``multiple``: as
+        :func:`predict_image` (the same defaults; ``device`` a string, sent to the tasks).
 
     Returns
     -------
@@ -832,13 +831,14 @@ def predict_stack(
     ...               n_refs=2).shape
     (2, 20, 20)
     """
-    halo = receptive_field(template) if overlap is None else int(overlap)
-    m = max(int(multiple), int(getattr(template, "size_multiple", 1)))
-    tiling = _Tiling(tile=int(tile), overlap=halo, batch_size=int(batch_size), device=device,
-                     amp=bool(amp), multiple=m)  # fmt: skip
+    given = _Tiling(**tiling)
+    halo = receptive_field(template) if given.overlap is None else int(given.overlap)
+    m = max(int(given.multiple), int(getattr(template, "size_multiple", 1)))
+    options = replace(given, tile=int(given.tile), overlap=halo,
+                      batch_size=int(given.batch_size), amp=bool(given.amp), multiple=m)  # fmt: skip
     common: dict[str, Any] = dict(mean=mean, std=std, n_refs=n_refs)
     # predict_image's keywords; the statistics passes (block_moments) run eager
-    kw = {**common, **asdict(tiling), "compile": bool(compile)}
+    kw = {**common, **asdict(options), "compile": bool(compile)}
     t, _, h, w = stack.shape
     if isinstance(stack, np.ndarray):
         lv = np.zeros(t) if levels is None else np.asarray(levels, dtype=np.float64).reshape(-1)
@@ -866,7 +866,7 @@ def predict_stack(
         stats: Any = None
         for stage in range(stages):
             parts = [
-                task_m(load_net, blk, stage, stats, level, tiling, {**common, **geo})
+                task_m(load_net, blk, stage, stats, level, options, {**common, **geo})
                 for blk, geo in blocks.values()
             ]
             stats = dask.delayed(_append_stats, pure=True)(stats, parts)
