@@ -96,7 +96,20 @@ class Case:
 
 
 _FIT = dict(patch_size=32, stride=16, progress=False, device="cpu")
-_GAN = frozenset({"loss", "d_loss", "val_loss"})
+
+
+def _gan_case(max_patches: int, runs: tuple) -> Case:
+    """A GAN's case: one reference, a generator and a discriminator loss, perturbed weights."""
+    return Case(
+        cube_seed=1,
+        fit=dict(epochs=1, batch_size=2, max_patches=max_patches, **_FIT),
+        n_refs=1,
+        history=frozenset({"loss", "d_loss", "val_loss"}),
+        perturb=0.05,
+        targets=(5, 40),
+        runs=runs,
+    )
+
 
 CASES = {
     "edcstfn": Case(
@@ -122,26 +135,14 @@ CASES = {
     # by up to 0.5 K). With a receptive field of 144 px every tile here reads the whole
     # 48 px scene, so this checks the statistics (owned regions on the 16 px grid,
     # combined across tiles and chunks); test_mlffgan.py checks the context.
-    "mlffgan": Case(
-        cube_seed=1,
-        fit=dict(epochs=1, batch_size=2, max_patches=2, **_FIT),
-        n_refs=1,
-        history=_GAN,
-        perturb=0.05,
-        targets=(5, 40),
-        runs=((32, None), (40, None), (None, (20, 28)), (32, (40, 12))),
+    "mlffgan": _gan_case(
+        max_patches=2, runs=((32, None), (40, None), (None, (20, 28)), (32, (40, 12)))
     ),
     # switchable normalisation takes instance/layer statistics of its whole input: xstf
     # computes them once on the whole date (8 stages) for every tile and chunk (the old
     # per-tile statistics moved pixels by up to 1.2 K)
-    "ganstfm": Case(
-        cube_seed=1,
-        fit=dict(epochs=1, batch_size=2, max_patches=4, **_FIT),
-        n_refs=1,
-        history=_GAN,
-        perturb=0.05,
-        targets=(5, 40),
-        runs=((24, None), (32, None), (None, (20, 28)), (24, (16, 48))),
+    "ganstfm": _gan_case(
+        max_patches=4, runs=((24, None), (32, None), (None, (20, 28)), (24, (16, 48)))
     ),
 }
 

@@ -17,7 +17,7 @@ each other directly, never through it):
 - :mod:`xstf.models.registry`: names, specs, :func:`create`, :func:`available`,
   devices;
 - :mod:`xstf.models.base`: the spec and the training-recipe contract (with a no-op
-  base class); :mod:`xstf.models.gan`: the shared discriminator/generator step;
+  base class); :mod:`xstf.models.gan`: the GAN recipes' shared optimisers and step;
 - :mod:`xstf.models.split`: samples (reference pairs, target) from the cube and the
   split by date; :mod:`xstf.models.data`: patches, normalisation, a torch ``Dataset``;
 - :mod:`xstf.models.train`: :func:`fit`, the training loop;

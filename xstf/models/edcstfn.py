@@ -325,14 +325,9 @@ def recipe(net: EDCSTFN, **options: Any) -> EDCSTFNRecipe:
     return EDCSTFNRecipe(net, **options)
 
 
+#: Defaults of :func:`xstf.models.train.fit` for this model (epochs, batch size...).
+DEFAULTS = {"epochs": 30, "batch_size": 16, "patience": 10}
+
 SPEC = register(
-    ModelSpec(
-        name="edcstfn",
-        build=build,
-        recipe=recipe,
-        n_refs=2,
-        needs_coarse_ref=True,
-        reference=REFERENCE,
-        defaults={"epochs": 30, "batch_size": 16, "patience": 10},
-    )
+    ModelSpec("edcstfn", build, recipe, n_refs=2, reference=REFERENCE, defaults=DEFAULTS)
 )

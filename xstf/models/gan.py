@@ -7,13 +7,17 @@ the fine target with its missing pixels replaced by the detached prediction (so
 holes do not give real images away) and *fake* the detached prediction; then the
 generator on ``content(pred, F_tgt) + w_gan · s · (D(fake) − 1)²``. The recipes
 differ only in the content loss, the scale ``s`` (1 for MLFF-GAN, ½ for GAN-STFM)
-and an optional augmentation of the batch (MLFF-GAN's reference/target swap):
-:class:`GANRecipe` runs the step, subclasses fill in those three.
+and an optional augmentation of the batch (MLFF-GAN's reference/target swap), besides
+their networks, learning rate and loss weights: :class:`GANRecipe` sets up the two
+Adam optimisers and runs the step, subclasses fill in the rest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
+from torch import nn
 
 from .base import Batch, RecipeBase
 from .losses import lsgan_loss, validation_mse
@@ -41,22 +45,59 @@ def real_filled(batch: Batch, pred: torch.Tensor) -> torch.Tensor:
 class GANRecipe(RecipeBase):
     """One discriminator update then one generator update per batch (LSGAN).
 
-    Subclasses set ``modules`` (``"net"``: the generator, ``"discriminator"``),
-    ``optimizers`` (same keys), ``weights`` (with a ``"gan"`` entry) and implement
-    :meth:`content_loss`; they may override :meth:`augment` and
-    :attr:`adversarial_scale`.
+    Sets up what the GAN recipes share: the generator ``net`` and the discriminator
+    (moved to the generator's device) as ``modules["net"]`` and
+    ``modules["discriminator"]``, one Adam optimiser each (the same learning rate and
+    betas; constant rate) under the same keys, and the loss :attr:`weights`.
+    Subclasses implement :meth:`content_loss` and set :attr:`default_lr`; they may
+    override :meth:`augment` and :attr:`adversarial_scale`.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The generator (the network used at prediction).
+    discriminator : torch.nn.Module
+        The discriminator: it scores an image concatenated with ``C_tgt``.
+    lr : float, optional
+        Adam learning rate of both networks (default :attr:`default_lr`).
+    betas : (float, float)
+        Adam betas of both networks.
+    weights : dict of str to float
+        Loss weights by term, with a ``"gan"`` entry (``w_gan``).
 
     Examples
     --------
-    >>> from xstf.models.mlffgan import MLFFGANRecipe, build
-    >>> issubclass(MLFFGANRecipe, GANRecipe)
-    True
+    >>> import torch
+    >>> r = GANRecipe(torch.nn.Conv2d(1, 1, 3), torch.nn.Conv2d(2, 1, 3), lr=0.1, weights={"gan": 1})
+    >>> sorted(r.optimizers), r.optimizers["discriminator"].param_groups[0]["lr"], r.weights
+    (['discriminator', 'net'], 0.1, {'gan': 1.0})
     """
 
+    #: Adam learning rate when ``lr`` is None (each recipe sets its reference's).
+    default_lr: float = 1e-3
     #: ``s`` in the generator's adversarial term ``w_gan · s · (D(fake) − 1)²``.
     adversarial_scale: float = 1.0
     #: Loss weights; ``weights["gan"]`` is ``w_gan``.
     weights: dict[str, float]
+
+    def __init__(
+        self,
+        net: nn.Module,
+        discriminator: nn.Module,
+        *,
+        lr: float | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weights: Mapping[str, float],
+    ) -> None:
+        super().__init__()
+        lr = self.default_lr if lr is None else float(lr)
+        disc = discriminator.to(next(net.parameters()).device)
+        self.modules = {"net": net, "discriminator": disc}
+        self.optimizers = {
+            "net": torch.optim.Adam(net.parameters(), lr=lr, betas=betas),
+            "discriminator": torch.optim.Adam(disc.parameters(), lr=lr, betas=betas),
+        }
+        self.weights = {k: float(v) for k, v in weights.items()}
 
     def augment(self, batch: Batch) -> Batch:
         """The batch the step trains on (default: as given)."""

@@ -443,8 +443,8 @@ class GANSTFMRecipe(GANRecipe):
     --------
     >>> from xstf.models.ganstfm import build
     >>> r = GANSTFMRecipe(build())
-    >>> sorted(r.optimizers)
-    ['discriminator', 'net']
+    >>> sorted(r.modules), r.prepare_passes
+    (['autoencoder', 'discriminator', 'net'], 2)
     """
 
     def __init__(
@@ -463,28 +463,18 @@ class GANSTFMRecipe(GANRecipe):
             raise TypeError(f"GANSTFMRecipe needs a GANSTFMGenerator, got {type(net).__name__}")
         if ae_epochs < 0:
             raise ValueError(f"ae_epochs must be >= 0, got {ae_epochs}")
-        super().__init__()
-        lr = 1e-3 if lr is None else float(lr)
-        device = next(net.parameters()).device
-        disc = GANSTFMDiscriminator(net.bands).to(device)
-        self.modules: dict[str, nn.Module] = {"net": net, "discriminator": disc}
+        disc = GANSTFMDiscriminator(net.bands)
+        weights = {"mse": mse_weight, "cosine": cosine_weight, "ms_ssim": ms_ssim_weight}
+        super().__init__(net, disc, lr=lr, betas=betas, weights={**weights, "gan": gan_weight})
         self.ae_epochs = int(ae_epochs)
         self.autoencoder: AutoEncoder | None = None
-        if self.ae_epochs > 0:
-            self.autoencoder = AutoEncoder(net.bands).to(device)
+        if self.ae_epochs > 0:  # after the discriminator: its weights are drawn first
+            self.autoencoder = AutoEncoder(net.bands).to(next(net.parameters()).device)
             self.modules["autoencoder"] = self.autoencoder
             self.on_resume()
-        self.optimizers: dict[str, torch.optim.Optimizer] = {
-            "net": torch.optim.Adam(net.parameters(), lr=lr, betas=betas),
-            "discriminator": torch.optim.Adam(disc.parameters(), lr=lr, betas=betas),
-        }
-        self.weights = {
-            "mse": float(mse_weight),
-            "cosine": float(cosine_weight),
-            "ms_ssim": float(ms_ssim_weight),
-            "gan": float(gan_weight),
-        }
 
+    #: Adam learning rate of both networks by default (the reference's ``run.py``).
+    default_lr = 1e-3
     #: The generator's adversarial term is ``w_gan · ½(D(fake) − 1)²``, as the reference.
     adversarial_scale = 0.5
 
@@ -552,18 +542,17 @@ def build_discriminator(bands: int = 1) -> GANSTFMDiscriminator:
     return GANSTFMDiscriminator(bands)
 
 
-def _recipe(net: nn.Module, **train_options: Any) -> GANSTFMRecipe:
-    return GANSTFMRecipe(net, **train_options)  # type: ignore[arg-type]
-
+#: Defaults of :func:`xstf.models.train.fit` for this model (epochs, batch size...).
+DEFAULTS = {"epochs": 30, "batch_size": 32}
 
 SPEC = register(
     ModelSpec(
-        name="ganstfm",
-        build=build,
-        recipe=_recipe,
+        "ganstfm",
+        build,
+        GANSTFMRecipe,
         n_refs=1,
         needs_coarse_ref=False,
         reference=REFERENCE,
-        defaults={"epochs": 30, "batch_size": 32},
+        defaults=DEFAULTS,
     )
 )

@@ -26,7 +26,6 @@ has 5,917,360 parameters and the discriminator 2,765,505, as the reference.
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -476,8 +475,8 @@ class MLFFGANRecipe(GANRecipe):
     --------
     >>> from xstf.models.mlffgan import build
     >>> r = MLFFGANRecipe(build())
-    >>> sorted(r.optimizers)
-    ['discriminator', 'net']
+    >>> r.weights, r.swap_prob
+    ({'gan': 0.01, 'l1': 1.0, 'cosine': 1.0, 'ms_ssim': 1.0}, 0.5)
     """
 
     def __init__(
@@ -496,22 +495,13 @@ class MLFFGANRecipe(GANRecipe):
             raise TypeError(f"MLFFGANRecipe needs an MLFFGANGenerator, got {type(net).__name__}")
         if not 0.0 <= swap_prob <= 1.0:
             raise ValueError(f"swap_prob must be in [0, 1], got {swap_prob}")
-        super().__init__()
-        lr = 2e-4 if lr is None else float(lr)
-        device = next(net.parameters()).device
-        disc = MLFFGANDiscriminator(net.bands).to(device)
-        self.modules: dict[str, nn.Module] = {"net": net, "discriminator": disc}
-        self.optimizers: dict[str, torch.optim.Optimizer] = {
-            "net": torch.optim.Adam(net.parameters(), lr=lr, betas=betas),
-            "discriminator": torch.optim.Adam(disc.parameters(), lr=lr, betas=betas),
-        }
-        self.weights = {
-            "gan": float(gan_weight),
-            "l1": float(l1_weight),
-            "cosine": float(cosine_weight),
-            "ms_ssim": float(ms_ssim_weight),
-        }
+        disc = MLFFGANDiscriminator(net.bands)
+        weights = {"l1": l1_weight, "cosine": cosine_weight, "ms_ssim": ms_ssim_weight}
+        super().__init__(net, disc, lr=lr, betas=betas, weights={"gan": gan_weight, **weights})
         self.swap_prob = float(swap_prob)
+
+    #: Adam learning rate of both networks by default (the reference's).
+    default_lr = 2e-4
 
     def augment(self, batch: Batch) -> Batch:
         """With probability ``swap_prob``, the batch with reference and target exchanged."""
@@ -563,18 +553,9 @@ def build_discriminator(bands: int = 1) -> MLFFGANDiscriminator:
     return MLFFGANDiscriminator(bands)
 
 
-def _recipe(net: nn.Module, **train_options: Any) -> MLFFGANRecipe:
-    return MLFFGANRecipe(net, **train_options)  # type: ignore[arg-type]
-
+#: Defaults of :func:`xstf.models.train.fit` for this model (epochs, batch size...).
+DEFAULTS = {"epochs": 200, "batch_size": 4, "size_multiple": MULTIPLE}
 
 SPEC = register(
-    ModelSpec(
-        name="mlffgan",
-        build=build,
-        recipe=_recipe,
-        n_refs=1,
-        needs_coarse_ref=True,
-        reference=REFERENCE,
-        defaults={"epochs": 200, "batch_size": 4, "size_multiple": MULTIPLE},
-    )
+    ModelSpec("mlffgan", build, MLFFGANRecipe, n_refs=1, reference=REFERENCE, defaults=DEFAULTS)
 )

@@ -33,8 +33,6 @@ With one band and ``width=32`` the network has 209,314 parameters.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -338,18 +336,9 @@ def build(bands: int = 1, width: int = 32, stc_window: int = 5, stc_eps: float =
     return STTFN(bands=bands, width=width, stc_window=stc_window, stc_eps=stc_eps)
 
 
-def _recipe(net: nn.Module, **train_options: Any) -> STTFNRecipe:
-    return STTFNRecipe(net, **train_options)  # type: ignore[arg-type]
-
+#: Defaults of :func:`xstf.models.train.fit` for this model (epochs, batch size...).
+DEFAULTS = {"epochs": 30, "batch_size": 16, "patience": 10}
 
 SPEC = register(
-    ModelSpec(
-        name="sttfn",
-        build=build,
-        recipe=_recipe,
-        n_refs=2,
-        needs_coarse_ref=True,
-        reference=REFERENCE,
-        defaults={"epochs": 30, "batch_size": 16, "patience": 10},
-    )
+    ModelSpec("sttfn", build, STTFNRecipe, n_refs=2, reference=REFERENCE, defaults=DEFAULTS)
 )

@@ -47,6 +47,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 import numpy as np
@@ -67,6 +68,20 @@ __all__ = [
 SceneStats = list[list[tuple[np.ndarray, np.ndarray]]]
 
 
+@dataclass(frozen=True)
+class _Tiling:
+    """How a date is cut into tiles and run: :func:`predict_image`'s keywords of these names
+    (documented there) with its defaults, which :func:`scene_statistics` and
+    :func:`predict_stack` take as ``**tiling``."""
+
+    tile: int = 1024
+    overlap: int | None = None
+    batch_size: int = 4
+    device: torch.device | str = "cpu"
+    amp: bool = False
+    multiple: int = 1
+
+
 def receptive_field(net: torch.nn.Module) -> int:
     """Radius (px) of the receptive field of a fusion network: how far an output pixel sees.
 
@@ -85,8 +100,8 @@ def receptive_field(net: torch.nn.Module) -> int:
 
     Examples
     --------
-    >>> import xstf.models
-    >>> receptive_field(xstf.models.create("edcstfn")), receptive_field(xstf.models.create("ganstfm"))
+    >>> from xstf.models import create
+    >>> receptive_field(create("edcstfn")), receptive_field(create("ganstfm"))
     (5, 8)
     """
     rf = getattr(net, "receptive_field", None)
@@ -514,12 +529,7 @@ def block_moments(
     region: tuple[int, int, int, int],
     offset: tuple[int, int],
     full_shape: tuple[int, int],
-    tile: int = 1024,
-    overlap: int | None = None,
-    batch_size: int = 4,
-    device: torch.device | str = "cpu",
-    amp: bool = False,
-    multiple: int = 1,
+    tiling: _Tiling,
     level: float = 0.0,
     normalised: bool = False,
 ) -> list[np.ndarray]:
@@ -529,16 +539,19 @@ def block_moments(
     ``region`` (y0, y1, x0, x1) is the chunk. Combine the blocks of a date with
     :func:`combine_moments` and :func:`finalise_moments`.
     """
-    dev = torch.device(device)
+    dev = torch.device(tiling.device)
     norm, _ = _prepare(net, stack, mean, std, level, normalised)
-    offset, full_shape, m, min_side = _geometry(net, norm.shape[1:], offset, full_shape, multiple)
-    halo = receptive_field(net) if overlap is None else int(overlap)
+    offset, full_shape, m, min_side = _geometry(
+        net, norm.shape[1:], offset, full_shape, tiling.multiple
+    )
+    halo = receptive_field(net) if tiling.overlap is None else int(tiling.overlap)
     own = _owned_aligned(region, full_shape, m, min_side)
     if own[0][0] >= own[0][1] or own[1][0] >= own[1][1]:
         return _empty_moments(net, norm, stage, stats, n_refs, dev)
     return _stage_moments(
-        net, norm, stage, stats, n_refs=n_refs, tile=tile, halo=halo, batch_size=batch_size,
-        dev=dev, amp=amp, offset=offset, full_shape=full_shape, m=m, min_side=min_side, own=own,
+        net, norm, stage, stats, n_refs=n_refs, tile=tiling.tile, halo=halo,
+        batch_size=tiling.batch_size, dev=dev, amp=tiling.amp, offset=offset,
+        full_shape=full_shape, m=m, min_side=min_side, own=own,
     )  # fmt: skip
 
 
@@ -565,14 +578,9 @@ def scene_statistics(
     std: float,
     n_refs: int,
     *,
-    tile: int = 1024,
-    overlap: int | None = None,
-    batch_size: int = 4,
-    device: torch.device | str = "cpu",
-    amp: bool = False,
-    multiple: int = 1,
     level: float = 0.0,
     normalised: bool = False,
+    **tiling: Any,
 ) -> SceneStats:
     """The per-image statistics of a network (AdaIN, switchable normalisation) over a whole date.
 
@@ -585,10 +593,13 @@ def scene_statistics(
         The network (eval mode, on ``device``), with ``stat_stages`` > 0 (else ``[]``).
     stack : numpy.ndarray
         ``(1 + 2·n_refs, H, W)`` in K (or already normalised, ``normalised=True``).
-    mean, std, n_refs, tile, overlap, batch_size, device, amp, multiple, level
+    mean, std, n_refs, level
         As :func:`predict_image`.
     normalised : bool
         ``stack`` is already normalised (no NaN).
+    **tiling
+        ``tile``, ``overlap``, ``batch_size``, ``device``, ``amp``, ``multiple``: as
+        :func:`predict_image` (the same defaults).
 
     Returns
     -------
@@ -604,15 +615,14 @@ def scene_statistics(
     >>> len(st), st[0][0][0].shape
     (8, (1,))
     """
-    dev = torch.device(device)
+    options = _Tiling(**tiling)
     norm, _ = _prepare(net, stack, mean, std, level, normalised)
     h, w = norm.shape[1:]
     stats: SceneStats = []
     for stage in range(_stat_stages(net)):
         mom = block_moments(
             net, norm, stage, stats, 0.0, 1.0, n_refs, region=(0, h, 0, w), offset=(0, 0),
-            full_shape=(h, w), tile=tile, overlap=overlap, batch_size=batch_size, device=dev,
-            amp=amp, multiple=multiple, normalised=True,
+            full_shape=(h, w), tiling=options, normalised=True,
         )  # fmt: skip
         stats.append(finalise_moments(mom))
     return stats
@@ -759,9 +769,11 @@ def _append_stats(stats: SceneStats | None, parts: Sequence[Sequence[np.ndarray]
 
 
 def _moments_task(load_net: Callable[[], torch.nn.Module], block: np.ndarray, stage: int,
-                  stats: SceneStats | None, level: Any, kw: dict) -> list[np.ndarray]:  # fmt: skip
-    kw = {k: v for k, v in kw.items() if k != "compile"}  # the statistics passes run eager
-    return block_moments(load_net(), block, stage, stats or [], level=float(level), **kw)
+                  stats: SceneStats | None, level: Any, tiling: _Tiling,
+                  kw: dict) -> list[np.ndarray]:  # fmt: skip
+    return block_moments(
+        load_net(), block, stage, stats or [], level=float(level), tiling=tiling, **kw
+    )
 
 
 def _predict_task(load_net: Callable[[], torch.nn.Module], block: np.ndarray,
@@ -778,13 +790,8 @@ def predict_stack(
     mean: float,
     std: float,
     n_refs: int,
-    tile: int = 1024,
-    overlap: int | None = None,
-    batch_size: int = 4,
-    device: str = "cpu",
-    amp: bool = False,
-    multiple: int = 1,
     compile: bool = False,
+    **tiling: Any,
 ) -> Any:
     """Predict every date of a ``(time, 1 + 2·n_refs, H, W)`` stack in K: numpy in, numpy out; dask in, dask out.
 
@@ -804,8 +811,11 @@ def predict_stack(
         Returns the network in eval mode on ``device`` (called inside the tasks).
     template : torch.nn.Module
         The same network (read for its receptive field and options; not run).
-    mean, std, n_refs, tile, overlap, batch_size, device, amp, multiple, compile
+    mean, std, n_refs, compile
         As :func:`predict_image`.
+    **tiling
+        ``tile``, ``overlap``, ``batch_size``, ``device``, ``amp``, ``multiple``: as
+        :func:`predict_image` (the same defaults; ``device`` a string, sent to the tasks).
 
     Returns
     -------
@@ -821,11 +831,14 @@ def predict_stack(
     ...               n_refs=2).shape
     (2, 20, 20)
     """
-    halo = receptive_field(template) if overlap is None else int(overlap)
-    m = max(int(multiple), int(getattr(template, "size_multiple", 1)))
-    kw: dict[str, Any] = dict(mean=mean, std=std, n_refs=n_refs, tile=int(tile), overlap=halo,
-              batch_size=int(batch_size), device=device, amp=bool(amp), multiple=m,
-              compile=bool(compile))  # fmt: skip
+    given = _Tiling(**tiling)
+    halo = receptive_field(template) if given.overlap is None else int(given.overlap)
+    m = max(int(given.multiple), int(getattr(template, "size_multiple", 1)))
+    options = replace(given, tile=int(given.tile), overlap=halo,
+                      batch_size=int(given.batch_size), amp=bool(given.amp), multiple=m)  # fmt: skip
+    common: dict[str, Any] = dict(mean=mean, std=std, n_refs=n_refs)
+    # predict_image's keywords; the statistics passes (block_moments) run eager
+    kw = {**common, **asdict(options), "compile": bool(compile)}
     t, _, h, w = stack.shape
     if isinstance(stack, np.ndarray):
         lv = np.zeros(t) if levels is None else np.asarray(levels, dtype=np.float64).reshape(-1)
@@ -853,7 +866,7 @@ def predict_stack(
         stats: Any = None
         for stage in range(stages):
             parts = [
-                task_m(load_net, blk, stage, stats, level, {**kw, **geo})
+                task_m(load_net, blk, stage, stats, level, options, {**common, **geo})
                 for blk, geo in blocks.values()
             ]
             stats = dask.delayed(_append_stats, pure=True)(stats, parts)

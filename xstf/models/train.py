@@ -159,6 +159,18 @@ class _Progress:
     start: int = 0
 
 
+def _patch_options(src: Mapping[str, Any]) -> dict[str, Any]:
+    """The plan's patch geometry, seed and bands, from the options or a checkpoint's config
+    (which saves them under the same keys)."""
+    return dict(
+        patch_size=int(src["patch_size"]),
+        stride=int(src["stride"]),
+        min_valid=float(src["min_valid"]),
+        seed=int(src["seed"]),
+        bands=int(src["bands"]),
+    )
+
+
 def _plan_resume(
     ckpt: dict[str, Any], resume: Any, spec: ModelSpec, ds: xr.Dataset, opts: dict[str, Any]
 ) -> _Plan:
@@ -181,11 +193,7 @@ def _plan_resume(
         fine=fine,
         coarse=coarse,
         normalisation=check_normalisation(cfg.get("normalisation", "global")),
-        patch_size=int(cfg["patch_size"]),
-        stride=int(cfg["stride"]),
-        min_valid=float(cfg["min_valid"]),
-        seed=int(cfg["seed"]),
-        bands=int(cfg["bands"]),
+        **_patch_options(cfg),
         build_opts=dict(cfg["model_options"]),
         recipe_opts=dict(cfg["train_options"]),
         epochs=opts["epochs"],
@@ -208,11 +216,7 @@ def _plan_new(ds: xr.Dataset, spec: ModelSpec, opts: dict[str, Any]) -> _Plan:
         fine=opts["fine"],
         coarse=opts["coarse"],
         normalisation=check_normalisation(opts["normalisation"]),
-        patch_size=int(opts["patch_size"]),
-        stride=int(opts["stride"]),
-        min_valid=float(opts["min_valid"]),
-        seed=int(opts["seed"]),
-        bands=int(opts["bands"]),
+        **_patch_options(opts),
         build_opts=build_opts,
         recipe_opts=recipe_opts,
         epochs=opts["epochs"],
