@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -388,3 +390,17 @@ def test_an_incomplete_last_batch_is_dropped_like_the_reference():
     finally:
         mp.undo()
     assert seen == [4]
+
+
+def test_amp_on_a_cpu_without_native_bf16_warns(monkeypatch):
+    from xstf.models import train
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train, "_cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="without native bfloat16.*amp=False"):
+        assert train._resolve_amp(True, cpu) is True  # still what was asked
+    monkeypatch.setattr(train, "_cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert train._resolve_amp(True, cpu) is True
+        assert train._resolve_amp(None, cpu) is False  # never on by default on CPU
