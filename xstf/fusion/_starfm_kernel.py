@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._estarfm_kernel import FASTMATH, SENTINEL
+from ._kernel_common import FASTMATH, SENTINEL
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
