@@ -305,7 +305,7 @@ def estarfm_block(
     valid, a1, a2, d1, d2 = common[0], common[1], common[2], common[3], common[4]
     conv = _prepare_estarfm(block, ok)
     c1, c2, g, cd = conv[0], conv[1], conv[2], conv[3]
-    dist = distance_table(w)
+    dist = distance_table(w, w)
     nv = box_sum(valid, w)
     m1s = box_sum(d1, w)
     m2s = box_sum(d2, w)
@@ -315,6 +315,7 @@ def estarfm_block(
     centre = np.empty((4, nx), np.float32)  # F1, F2, C1, C2 of the centres of a row
     cf1, cf2, cc1, cc2 = centre[0], centre[1], centre[2], centre[3]
     cen = (cf1, cf2, cc1, cc2)
+    pass_in = (planes, cen, th1, th2, dist)
     part = scratch_rows(nx)  # window-row partial sums of a pass
     cand = np.empty((5, nx), np.float64)  # totals: see _cand_sums
     tn, tw, t1s, t2s, tc = cand[0], cand[1], cand[2], cand[3], cand[4]
@@ -334,22 +335,7 @@ def estarfm_block(
         cc1[:] = c1[yc, w : w + nx]
         cc2[:] = c2[yc, w : w + nx]
         # pass 1: candidates, weights, weighted coarse changes, coarse-change gate
-        window_sums(
-            _cand_sums,
-            column5,
-            set_column5,
-            cand,
-            part,
-            planes,
-            cen,
-            th1,
-            th2,
-            dist,
-            y,
-            0,
-            nx - 1,
-            True,
-        )
+        window_sums(_cand_sums, column5, set_column5, cand, part, pass_in, y, 0, nx - 1, True)
 
         lo = nx
         hi = -1
@@ -363,22 +349,7 @@ def estarfm_block(
                     hi = max(hi, x)
         # pass 2 (only where the gate passes): OLS of [F1; F2] on [C1; C2] over the candidates
         if hi >= lo:
-            window_sums(
-                _regression_sums,
-                column5,
-                set_column5,
-                reg,
-                part,
-                planes,
-                cen,
-                th1,
-                th2,
-                dist,
-                y,
-                lo,
-                hi,
-                True,
-            )
+            window_sums(_regression_sums, column5, set_column5, reg, part, pass_in, y, lo, hi, True)
             for x in range(lo, hi + 1):
                 if not need_v[x]:
                     continue
@@ -424,22 +395,7 @@ def estarfm_block(
             out[y, x] = np.float32(f0)
         # pass 3 (only where the prediction left the DN range): weighted fine means
         if hi >= lo:
-            window_sums(
-                _fallback_sums,
-                column2,
-                set_column2,
-                fb,
-                part,
-                planes,
-                cen,
-                th1,
-                th2,
-                dist,
-                y,
-                lo,
-                hi,
-                True,
-            )
+            window_sums(_fallback_sums, column2, set_column2, fb, part, pass_in, y, lo, hi, True)
             for x in range(lo, hi + 1):
                 if need_fb[x]:
                     f0 = _blend(t1[x], t2[x], cf1[x], cf2[x], fb[0, x], fb[1, x], tw[x])
@@ -519,7 +475,7 @@ def ubestarfm_block(
     valid, a1, a2, d1, d2 = common[0], common[1], common[2], common[3], common[4]
     unb = _prepare_unbiased(block, ok)
     e1, e2, s1, s2 = unb[0], unb[1], unb[2], unb[3]
-    dist = distance_table(w)
+    dist = distance_table(w, w)
     nv = box_sum(valid, w)
     m1s = box_sum(d1, w)
     m2s = box_sum(d2, w)
@@ -536,49 +492,20 @@ def ubestarfm_block(
     uw, u1, u2, uf1, uf2 = wsum[0], wsum[1], wsum[2], wsum[3], wsum[4]
     planes = (a1, a2, e1, e2, s1, s2, d1, d2)  # see _UB_PLANES
     cen = (cf1, cf2, bb1, bb2)
+    pass_in = (planes, cen, th1, th2, dist)
 
     for y in range(ny):
         yc = y + w
         cf1[:] = a1[yc, w : w + nx]
         cf2[:] = a2[yc, w : w + nx]
         # pass 1: candidates and their mean fine - coarse difference (the local bias)
-        window_sums(
-            _bias_sums,
-            column3,
-            set_column3,
-            bias,
-            part,
-            planes,
-            cen,
-            th1,
-            th2,
-            dist,
-            y,
-            0,
-            nx - 1,
-            False,
-        )
+        window_sums(_bias_sums, column3, set_column3, bias, part, pass_in, y, 0, nx - 1, False)
         for x in range(nx):
             n = tn[x] if tn[x] > 0.0 else 1.0
             bb1[x] = np.float32(tb1[x] / n)
             bb2[x] = np.float32(tb2[x] / n)
         # pass 2: weights from the bias-corrected spectral distance
-        window_sums(
-            _unbiased_sums,
-            column5,
-            set_column5,
-            wsum,
-            part,
-            planes,
-            cen,
-            th1,
-            th2,
-            dist,
-            y,
-            0,
-            nx - 1,
-            False,
-        )
+        window_sums(_unbiased_sums, column5, set_column5, wsum, part, pass_in, y, 0, nx - 1, False)
         for x in range(nx):
             if valid[yc, x + w] == 0.0:
                 out[y, x] = np.nan

@@ -41,15 +41,15 @@ def finite_layers(block: np.ndarray) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def distance_table(w: int) -> np.ndarray:
-    """``d = 1 + sqrt(dy² + dx²) / w`` for every offset of a ``(2w+1)²`` window (float32)."""
+def distance_table(w: int, scale: float) -> np.ndarray:
+    """``d = 1 + sqrt(dy² + dx²) / scale`` for every offset of a ``(2w+1)²`` window (float32)."""
     k = 2 * w + 1
     out = np.empty((k, k), np.float32)
     for r in range(k):
         for c in range(k):
             dy = np.float64(r - w)
             dx = np.float64(c - w)
-            out[r, c] = np.float32(1.0 + np.sqrt(dy * dy + dx * dx) / w)
+            out[r, c] = np.float32(1.0 + np.sqrt(dy * dy + dx * dx) / scale)
     return out
 
 
@@ -142,7 +142,7 @@ def column8(p, i):
 
 
 @njit(inline="always")
-def window_sums(step, load, store, tot, part, planes, cen, th1, th2, dist, y, lo, hi, blocked):
+def window_sums(step, load, store, tot, part, pass_in, y, lo, hi, blocked):
     """Sums over the window of the centres ``lo..hi`` of output row ``y``, into ``tot``.
 
     ``step(s, rows, j, cx, th1, th2, dd)`` returns a centre's sums ``s`` (a tuple)
@@ -151,7 +151,8 @@ def window_sums(step, load, store, tot, part, planes, cen, th1, th2, dist, y, lo
     values in the 4 arrays ``cen``); ``load``/``store`` (:func:`column5` and
     :func:`set_column5`, or 2, 3) move ``s`` between registers and the float32 partial
     sums of one window row (``part``, rows from :func:`scratch_rows`), whose float64
-    totals are ``tot`` (``len(tot)`` sums).
+    totals are ``tot`` (``len(tot)`` sums). ``pass_in`` = ``(planes, cen, th1, th2,
+    dist)``: what all the passes of a kernel read, ``dist`` from :func:`distance_table`.
 
     The innermost loop runs over the centres (vectorised). With ``blocked``, each
     sweep of it takes ``UNROLL`` window columns, so a centre's partial sums stay in
@@ -162,6 +163,7 @@ def window_sums(step, load, store, tot, part, planes, cen, th1, th2, dist, y, lo
     ``step``, ``load`` and ``store`` are small functions compiled with their own and
     inlined by LLVM.
     """
+    planes, cen, th1, th2, dist = pass_in
     k = dist.shape[0]
     kb = k - k % UNROLL if blocked else 0  # window columns summed UNROLL at a time
     ns = tot.shape[0]
