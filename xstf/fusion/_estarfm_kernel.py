@@ -108,6 +108,15 @@ def _prepare(block: np.ndarray):
 
 
 @njit(nogil=True, cache=True)
+def _window_setup(block: np.ndarray, w: int):
+    """What both kernels start from: :func:`_prepare`'s mask and stack, the distances, and
+    the window sums of ``valid``, ``d1``, ``d2`` (the window means of all valid pixels)."""
+    ok, common = _prepare(block)
+    dist = distance_table(w, w)
+    return ok, common, dist, box_sum(common[0], w), box_sum(common[3], w), box_sum(common[4], w)
+
+
+@njit(nogil=True, cache=True)
 def _prepare_estarfm(block: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """ESTARFM's own per-pixel arrays: a ``(4, h, w)`` stack ``c1, c2, g, cd``.
 
@@ -298,17 +307,11 @@ def estarfm_block(
     fcrit : float64 array
         ``fcrit[df]``: F(1, df) critical value at p = 0.05.
     """
-    _, h, wd = block.shape
-    ny = h - 2 * w
-    nx = wd - 2 * w
-    ok, common = _prepare(block)
+    ok, common, dist, nv, m1s, m2s = _window_setup(block, w)
     valid, a1, a2, d1, d2 = common[0], common[1], common[2], common[3], common[4]
     conv = _prepare_estarfm(block, ok)
     c1, c2, g, cd = conv[0], conv[1], conv[2], conv[3]
-    dist = distance_table(w, w)
-    nv = box_sum(valid, w)
-    m1s = box_sum(d1, w)
-    m2s = box_sum(d2, w)
+    ny, nx = nv.shape
     out = np.empty((ny, nx), np.float32)
 
     planes = (a1, a2, g, d1, d2, cd, c1, c2)  # see _PLANES
@@ -468,19 +471,13 @@ def ubestarfm_block(
     ``mean(C_k) - mean(F_k)`` over the candidates (over the valid window pixels in the
     <= 5 candidates branch) before the spectral distance, the prediction and the fallback.
     """
-    _, h, wd = block.shape
-    ny = h - 2 * w
-    nx = wd - 2 * w
-    ok, common = _prepare(block)
+    ok, common, dist, nv, m1s, m2s = _window_setup(block, w)
     valid, a1, a2, d1, d2 = common[0], common[1], common[2], common[3], common[4]
     unb = _prepare_unbiased(block, ok)
     e1, e2, s1, s2 = unb[0], unb[1], unb[2], unb[3]
-    dist = distance_table(w, w)
-    nv = box_sum(valid, w)
-    m1s = box_sum(d1, w)
-    m2s = box_sum(d2, w)
-    b1s = box_sum(e1, w)
+    b1s = box_sum(e1, w)  # for the <= 5 candidates branch
     b2s = box_sum(e2, w)
+    ny, nx = nv.shape
     out = np.empty((ny, nx), np.float32)
 
     centre = np.empty((4, nx), np.float32)  # F1, F2 and the biases of the centres of a row
