@@ -18,9 +18,10 @@ How the work is organised (the algorithm itself is in :mod:`xstf.fusion.estarfm`
   columns, so a centre's partial sums stay in registers over them; the terms are
   still added one column at a time in the written order (no "reassoc"), bit for bit
   as with one column per sweep. Partial sums of one window row are float32, totals
-  float64. What a pass adds is a ``*_cols`` function: ESTARFM's candidate sums
-  (fused with the weights), regression sums and fallback sums, ubESTARFM's bias sums
-  and weighted sums;
+  float64. What a pass adds is a ``*_sums`` step (one pixel into a centre's sums):
+  ESTARFM's candidate sums (fused with the weights), regression sums and fallback
+  sums; ubESTARFM's bias sums and weighted sums, compiled with "reassoc" as they
+  always were, and so summed one window column per sweep;
 - ESTARFM's regression sums for the conversion coefficient (only where the
   coarse-change gate passes) and its fallback sums (only where the prediction leaves
   the DN range) are extra passes over the rows, and the column range, that need them;
@@ -67,13 +68,6 @@ __all__ = [
     "ubestarfm_block",
 ]
 
-#: The window rows the ESTARFM passes read (see :func:`window_sums`): F1, F2 (SENTINEL
-#: where invalid), 1 - R, C0 - C1, C0 - C2, C1 - C2, C1, C2; the centre values: F1, F2,
-#: C1, C2.
-_PLANES = ("a1", "a2", "g", "d1", "d2", "cd", "c1", "c2")
-#: ubESTARFM's: F1, F2, F1 - C1, F2 - C2, F1 + C1, F2 + C2, C0 - C1, C0 - C2; the centre
-#: values: F1, F2 and the local biases b1, b2.
-_UB_PLANES = ("a1", "a2", "e1", "e2", "s1", "s2", "d1", "d2")
 _EPS_D = np.float32(1e-7)  # added to the combined distance (reference value)
 _EPS_T = 1e-10  # added to the coarse differences of the temporal weights (0.01**5)
 
@@ -222,7 +216,7 @@ def _cand_sums(s, rows, j, cx, th1, th2, dd):
 
     ``s`` = (count, sum W, sum W·(C0 - C1), sum W·(C0 - C2), sum (C1 - C2)) over the
     candidates, unnormalised ``W = 1 / ((1 - R)·d + eps)``; ``rows``, ``cx``: see
-    :func:`window_sums` and :data:`_PLANES`; ``dd``: distance.
+    :func:`window_sums` and ``planes`` in :func:`estarfm_block`; ``dd``: distance.
     """
     a1, a2, g, d1, d2, cd, _, _ = rows
     zero = np.float32(0.0)
@@ -314,7 +308,9 @@ def estarfm_block(
     ny, nx = nv.shape
     out = np.empty((ny, nx), np.float32)
 
-    planes = (a1, a2, g, d1, d2, cd, c1, c2)  # see _PLANES
+    # what the passes read: F1, F2 (SENTINEL where invalid), 1 - R, C0 - C1, C0 - C2,
+    # C1 - C2, C1, C2 of the window pixels; F1, F2, C1, C2 of the centres of a row
+    planes = (a1, a2, g, d1, d2, cd, c1, c2)
     centre = np.empty((4, nx), np.float32)  # F1, F2, C1, C2 of the centres of a row
     cf1, cf2, cc1, cc2 = centre[0], centre[1], centre[2], centre[3]
     cen = (cf1, cf2, cc1, cc2)
@@ -410,8 +406,8 @@ def estarfm_block(
 def _bias_sums(s, rows, j, cx, th1, th2, dd):
     """Add pixel ``j`` of a window row to a centre's count and sums of F_k - C_k.
 
-    Over the candidates; ``rows``, ``cx``: see :func:`window_sums` and
-    :data:`_UB_PLANES`; ``dd`` unused.
+    Over the candidates; ``rows``, ``cx``: see :func:`window_sums` and ``planes`` in
+    :func:`ubestarfm_block`; ``dd`` unused.
     """
     a1, a2, e1, e2 = rows[0], rows[1], rows[2], rows[3]
     zero = np.float32(0.0)
@@ -487,7 +483,9 @@ def ubestarfm_block(
     tn, tb1, tb2 = bias[0], bias[1], bias[2]
     wsum = np.empty((5, nx), np.float64)  # totals: see _unbiased_sums
     uw, u1, u2, uf1, uf2 = wsum[0], wsum[1], wsum[2], wsum[3], wsum[4]
-    planes = (a1, a2, e1, e2, s1, s2, d1, d2)  # see _UB_PLANES
+    # what the passes read: F1, F2, F1 - C1, F2 - C2, F1 + C1, F2 + C2, C0 - C1, C0 - C2
+    # of the window pixels; F1, F2 and the local biases of the centres of a row
+    planes = (a1, a2, e1, e2, s1, s2, d1, d2)
     cen = (cf1, cf2, bb1, bb2)
     pass_in = (planes, cen, th1, th2, dist)
 

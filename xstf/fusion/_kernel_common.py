@@ -3,9 +3,10 @@
 The kernels (:mod:`._estarfm_kernel`, :mod:`._starfm_kernel`, :mod:`._fitfc_kernel`)
 work on one padded block whose border is the halo (NaN beyond the scene). Shared here:
 the fastmath flag sets, the stand-in for a missing fine value, the all-layers-finite
-mask, the table of window distances, the separable box sum and :func:`window_sums`,
-the register-blocked pass over the window that the ESTARFM and ubESTARFM kernels run
-their candidate, regression and fallback sums through.
+mask, the table of window distances, the separable box sum, the partial-sum rows and
+:func:`window_sums`, the (register-blocked) pass over the window that every sum of the
+ESTARFM and ubESTARFM kernels goes through, with the ``column*`` helpers it moves
+tuples of values with.
 """
 
 from __future__ import annotations
