@@ -241,15 +241,15 @@ def _regression_sums(s, rows, j, cx, th1, th2, dd):
     ``y = F_k - F1(centre)`` (one shift for all 2n points leaves the regression
     unchanged); ``dd`` unused.
     """
-    a1, a2, _, _, _, _, c1, c2 = rows
     zero = np.float32(0.0)
     f1c = cx[0]
     cc1 = cx[2]
-    f1d, _, m = _similar(a1[j], a2[j], f1c, cx[1], th1, th2)
-    x1 = c1[j] - cc1
-    x2 = c2[j] - cc1
+    v2 = rows[1][j]
+    f1d, _, m = _similar(rows[0][j], v2, f1c, cx[1], th1, th2)
+    x1 = rows[6][j] - cc1
+    x2 = rows[7][j] - cc1
     f1d = f1d if m else zero
-    f2d = a2[j] - f1c if m else zero
+    f2d = v2 - f1c if m else zero
     x1 = x1 if m else zero
     x2 = x2 if m else zero
     return (
