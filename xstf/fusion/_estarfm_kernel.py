@@ -7,21 +7,31 @@ border of ``w`` pixels is the halo (NaN beyond the scene); the kernels return th
 How the work is organised (the algorithm itself is in :mod:`xstf.fusion.estarfm`):
 
 - per-pixel quantities that do not depend on the centre (validity, ``1 - R``,
-  ``C0 - Ck``, ``C1 - C2``) are computed once per block;
+  ``C0 - Ck``, ``C1 - C2``; for ubESTARFM ``F - C`` and ``F + C``) are computed once
+  per block;
 - window means of all valid pixels (temporal weights, the <= 5 candidates branch)
   are separable box sums, accumulated in a fixed order in float64;
-- the candidate test and the weighted sums are fused in one pass that runs, for one
-  output row, over the window offsets and, innermost, over the centres of the row: a
-  long contiguous loop that LLVM vectorises (float32 lanes). Each sweep of the row
-  takes ``UNROLL`` window columns, so a centre's partial sums stay in registers over
-  them; the terms are still added one column at a time in the written order (no
-  "reassoc"), bit for bit as with one column per sweep. Partial sums of one window
-  row are float32, totals float64;
-- the regression sums for the conversion coefficient (only where the coarse-change
-  gate passes) and the fallback sums (only where the prediction leaves the DN range)
-  are extra passes over the rows that need them;
+- the sums over the candidates of a window are passes of
+  :func:`xstf.fusion._kernel_common.window_sums`: for one output row, over the window
+  offsets and, innermost, over the centres of the row: a long contiguous loop that
+  LLVM vectorises (float32 lanes). Each sweep of the row takes ``UNROLL`` window
+  columns, so a centre's partial sums stay in registers over them; the terms are
+  still added one column at a time in the written order (no "reassoc"), bit for bit
+  as with one column per sweep. Partial sums of one window row are float32, totals
+  float64. What a pass adds is a ``*_sums`` step (one pixel into a centre's sums):
+  ESTARFM's candidate sums (fused with the weights), regression sums and fallback
+  sums; ubESTARFM's bias sums and weighted sums, compiled with "reassoc" as they
+  always were, and so summed one window column per sweep;
+- ESTARFM's regression sums for the conversion coefficient (only where the
+  coarse-change gate passes) and its fallback sums (only where the prediction leaves
+  the DN range) are extra passes over the rows, and the column range, that need them;
 - every centre sums its window in the same order wherever the block boundaries are,
   so results are bit-identical whatever the dask chunks.
+
+The two kernels are separate functions with their own loops (one kernel with a
+runtime ``unbiased`` flag stopped LLVM from vectorising them); what they share is
+compiled into each: the per-pixel preparation, the candidate test, :func:`window_sums`
+and the blending of the two dates' predictions.
 """
 
 from __future__ import annotations
@@ -29,125 +39,126 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# No "nnan"/"ninf": missing pixels are handled explicitly, but be safe with NaN inputs.
-FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
-#: Stand-in for a missing fine value: never within a threshold of a real centre value.
-SENTINEL = np.float32(1.0e30)
+from ._kernel_common import (
+    FASTMATH,
+    FASTMATH_ORDERED,
+    SENTINEL,
+    UNROLL,
+    box_sum,
+    column2,
+    column3,
+    column5,
+    distance_table,
+    finite_layers,
+    scratch_rows,
+    set_column2,
+    set_column3,
+    set_column5,
+    window_sums,
+)
+
+__all__ = [
+    "FASTMATH",
+    "FASTMATH_ORDERED",
+    "SENTINEL",
+    "UNROLL",
+    "box_sum",
+    "distance_table",
+    "estarfm_block",
+    "ubestarfm_block",
+]
+
 _EPS_D = np.float32(1e-7)  # added to the combined distance (reference value)
 _EPS_T = 1e-10  # added to the coarse differences of the temporal weights (0.01**5)
 
 
 @njit(nogil=True, cache=True)
-def distance_table(w: int) -> np.ndarray:
-    """``d = 1 + sqrt(dy² + dx²) / w`` for every offset of a ``(2w+1)²`` window (float32)."""
-    k = 2 * w + 1
-    out = np.empty((k, k), np.float32)
-    for r in range(k):
-        for c in range(k):
-            dy = np.float64(r - w)
-            dx = np.float64(c - w)
-            out[r, c] = np.float32(1.0 + np.sqrt(dy * dy + dx * dx) / w)
-    return out
+def _prepare(block: np.ndarray):
+    """Per-pixel arrays of a block that both methods use, missing pixels made inert.
 
-
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def box_sum(a: np.ndarray, w: int) -> np.ndarray:
-    """Sum of ``a`` over each ``(2w+1)²`` window, for the interior of a padded array.
-
-    Summed in a fixed order (rows of the window, then columns), in float64 whatever
-    the input dtype, so the result does not depend on where the array was cut.
-    """
-    h, wd = a.shape
-    ny = h - 2 * w
-    nx = wd - 2 * w
-    k = 2 * w + 1
-    col = np.empty(wd, np.float64)
-    out = np.zeros((ny, nx), np.float64)
-    for y in range(ny):
-        col[:] = 0.0
-        for r in range(k):
-            for j in range(wd):
-                col[j] += a[y + r, j]
-        for c in range(k):
-            for x in range(nx):
-                out[y, x] += col[x + c]
-    return out
-
-
-@njit(nogil=True, cache=True)
-def _prepare(block: np.ndarray, unbiased: bool):
-    """Per-pixel arrays of a block, missing pixels made inert.
-
-    Always ``valid`` (1/0), ``a1``/``a2`` (F1/F2, SENTINEL where invalid), ``d1``/``d2``
-    (C0 - C1, C0 - C2). ESTARFM (``unbiased`` False) also needs ``c1``, ``c2``, ``g``
-    (1 - R, float64 maths) and ``cd`` (C1 - C2); ubESTARFM needs ``e1``/``e2`` (F - C)
-    and ``s1``/``s2`` (F + C). Arrays a method does not need are 1 x 1 placeholders.
+    Returns ``ok`` (bool mask of the valid pixels) and a ``(5, h, w)`` float32 stack
+    ``valid`` (1/0), ``a1``/``a2`` (F1/F2, SENTINEL where invalid), ``d1``/``d2``
+    (C0 - C1, C0 - C2, 0 where invalid).
     """
     _, h, wd = block.shape
-    he, we = (1, 1) if unbiased else (h, wd)
-    hu, wu = (h, wd) if unbiased else (1, 1)
-    valid = np.empty((h, wd), np.float32)
-    a1 = np.empty((h, wd), np.float32)
-    a2 = np.empty((h, wd), np.float32)
-    d1 = np.empty((h, wd), np.float32)
-    d2 = np.empty((h, wd), np.float32)
-    c1 = np.empty((he, we), np.float32)
-    c2 = np.empty((he, we), np.float32)
-    g = np.empty((he, we), np.float32)
-    cd = np.empty((he, we), np.float32)
-    e1 = np.empty((hu, wu), np.float32)
-    e2 = np.empty((hu, wu), np.float32)
-    s1 = np.empty((hu, wu), np.float32)
-    s2 = np.empty((hu, wu), np.float32)
+    ok = finite_layers(block)
+    arrays = np.empty((5, h, wd), np.float32)
+    valid, a1, a2, d1, d2 = arrays[0], arrays[1], arrays[2], arrays[3], arrays[4]
     for i in range(h):
         for j in range(wd):
-            f1v = block[0, i, j]
-            c1v = block[1, i, j]
-            f2v = block[2, i, j]
-            c2v = block[3, i, j]
-            c0v = block[4, i, j]
-            ok = (
-                np.isfinite(f1v)
-                and np.isfinite(c1v)
-                and np.isfinite(f2v)
-                and np.isfinite(c2v)
-                and np.isfinite(c0v)
-            )
-            if ok:
+            if ok[i, j]:
                 valid[i, j] = 1.0
-                a1[i, j] = f1v
-                a2[i, j] = f2v
-                d1[i, j] = c0v - c1v
-                d2[i, j] = c0v - c2v
+                a1[i, j] = block[0, i, j]
+                a2[i, j] = block[2, i, j]
+                d1[i, j] = block[4, i, j] - block[1, i, j]
+                d2[i, j] = block[4, i, j] - block[3, i, j]
             else:
                 valid[i, j] = 0.0
                 a1[i, j] = SENTINEL
                 a2[i, j] = SENTINEL
                 d1[i, j] = 0.0
                 d2[i, j] = 0.0
-            if unbiased:
-                e1[i, j] = f1v - c1v if ok else 0.0
-                e2[i, j] = f2v - c2v if ok else 0.0
-                s1[i, j] = f1v + c1v if ok else 1.0
-                s2[i, j] = f2v + c2v if ok else 1.0
-            elif ok:
-                c1[i, j] = c1v
-                c2[i, j] = c2v
-                cd[i, j] = c1v - c2v
-                F1 = np.float64(f1v)
-                C1 = np.float64(c1v)
-                F2 = np.float64(f2v)
-                C2 = np.float64(c2v)
-                gg: float = 0.5 * (abs((F1 - C1) / (F1 + C1)) + abs((F2 - C2) / (F2 + C2)))
-                if not np.isfinite(gg):
-                    gg = 0.5  # the reference replaces a NaN correlation by R = 0.5
-                g[i, j] = np.float32(gg)
-            else:
-                c1[i, j] = 0.0
-                c2[i, j] = 0.0
-                cd[i, j] = 0.0
+    return ok, arrays
+
+
+@njit(nogil=True, cache=True)
+def _window_setup(block: np.ndarray, w: int):
+    """What both kernels start from: :func:`_prepare`'s mask and stack, the distances, and
+    the window sums of ``valid``, ``d1``, ``d2`` (the window means of all valid pixels)."""
+    ok, common = _prepare(block)
+    dist = distance_table(w, w)
+    return ok, common, dist, box_sum(common[0], w), box_sum(common[3], w), box_sum(common[4], w)
+
+
+@njit(nogil=True, cache=True)
+def _prepare_estarfm(block: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """ESTARFM's own per-pixel arrays: a ``(4, h, w)`` stack ``c1, c2, g, cd``.
+
+    ``c1``/``c2`` (C1/C2), ``g`` (1 - R, float64 maths) and ``cd`` (C1 - C2); where a
+    pixel is invalid 0, except ``g`` = 1.
+    """
+    _, h, wd = block.shape
+    arrays = np.zeros((4, h, wd), np.float32)
+    c1, c2, g, cd = arrays[0], arrays[1], arrays[2], arrays[3]
+    for i in range(h):
+        for j in range(wd):
+            if not ok[i, j]:
                 g[i, j] = 1.0
-    return valid, a1, a2, d1, d2, c1, c2, g, cd, e1, e2, s1, s2
+                continue
+            c1[i, j] = block[1, i, j]
+            c2[i, j] = block[3, i, j]
+            cd[i, j] = block[1, i, j] - block[3, i, j]
+            F1 = np.float64(block[0, i, j])
+            C1 = np.float64(block[1, i, j])
+            F2 = np.float64(block[2, i, j])
+            C2 = np.float64(block[3, i, j])
+            gg: float = 0.5 * (abs((F1 - C1) / (F1 + C1)) + abs((F2 - C2) / (F2 + C2)))
+            if not np.isfinite(gg):
+                gg = 0.5  # the reference replaces a NaN correlation by R = 0.5
+            g[i, j] = np.float32(gg)
+    return arrays
+
+
+@njit(nogil=True, cache=True)
+def _prepare_unbiased(block: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """ubESTARFM's own per-pixel arrays: a ``(4, h, w)`` stack ``e1, e2, s1, s2``.
+
+    ``e_k`` = F_k - C_k (0 where invalid) and ``s_k`` = F_k + C_k (1 where invalid).
+    """
+    _, h, wd = block.shape
+    arrays = np.empty((4, h, wd), np.float32)
+    e1, e2, s1, s2 = arrays[0], arrays[1], arrays[2], arrays[3]
+    for i in range(h):
+        for j in range(wd):
+            f1v = block[0, i, j]
+            c1v = block[1, i, j]
+            f2v = block[2, i, j]
+            c2v = block[3, i, j]
+            e1[i, j] = f1v - c1v if ok[i, j] else 0.0
+            e2[i, j] = f2v - c2v if ok[i, j] else 0.0
+            s1[i, j] = f1v + c1v if ok[i, j] else 1.0
+            s2[i, j] = f2v + c2v if ok[i, j] else 1.0
+    return arrays
 
 
 @njit(nogil=True, cache=True)
@@ -178,53 +189,67 @@ def _temporal_weights(m1: float, m2: float, few: bool):
     return t1, 1.0 - t1, e1, e2
 
 
-#: ``estarfm_block``'s flags: without "reassoc", LLVM keeps the summation order written in
-#: the source (each sum gains its terms one window column at a time, as before unrolling).
-FASTMATH_ORDERED = {"contract", "arcp", "nsz"}
-#: Window columns summed per pass of the innermost loop (partial sums held in registers).
-UNROLL = 8
+@njit(inline="always")
+def _blend(t1, t2, f1, f2, s1, s2, sw):
+    """``T1·(F1 + s1/sw) + T2·(F2 + s2/sw)`` (float64; the caller's fastmath flags)."""
+    return t1 * (f1 + s1 / sw) + t2 * (f2 + s2 / sw)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH_ORDERED)
-def _cand_sums(s, rows, j, f1c, f2c, th1, th2, dd):
-    """Add pixel ``j`` of one window row to a centre's five candidate sums.
+@njit(inline="always")
+def _few_candidates(m1, m2, f1, f2):
+    """The prediction of the <= 5 candidates branch from the window means and ``F_k``."""
+    t1, t2, e1, e2 = _temporal_weights(m1, m2, True)
+    return np.float32(t1 * (f1 + e1) + t2 * (f2 + e2))
+
+
+@njit(nogil=True, cache=True)
+def _similar(v1, v2, f1c, f2c, th1, th2):
+    """``F_k - F_k(centre)`` of a pixel with fine values ``v1, v2``; is it a candidate?"""
+    f1d = v1 - f1c
+    f2d = v2 - f2c
+    return f1d, f2d, (abs(f1d) < th1) & (abs(f2d) < th2)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH_ORDERED, error_model="numpy")
+def _cand_sums(s, rows, j, cx, th1, th2, dd):
+    """Add pixel ``j`` of a window row to a centre's five candidate sums.
 
     ``s`` = (count, sum W, sum W·(C0 - C1), sum W·(C0 - C2), sum (C1 - C2)) over the
-    candidates, unnormalised ``W = 1 / ((1 - R)·d + eps)``; ``rows`` = the window row of
-    ``a1, a2, g, d1, d2, cd``; ``f1c, f2c``: the centre's fine values; ``dd``: distance.
+    candidates, unnormalised ``W = 1 / ((1 - R)·d + eps)``; ``rows``, ``cx``: see
+    :func:`window_sums` and ``planes`` in :func:`estarfm_block`; ``dd``: distance.
     """
-    a1r, a2r, gr, d1r, d2r, cdr = rows
+    a1, a2, g, d1, d2, cd, _, _ = rows
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    m = (abs(a1r[j] - f1c) < th1) & (abs(a2r[j] - f2c) < th2)
-    wt = one / (gr[j] * dd + _EPS_D)
+    m = _similar(a1[j], a2[j], cx[0], cx[1], th1, th2)[2]
+    wt = one / (g[j] * dd + _EPS_D)
     wt = wt if m else zero
     return (
         s[0] + (one if m else zero),
         s[1] + wt,
-        s[2] + wt * d1r[j],
-        s[3] + wt * d2r[j],
-        s[4] + (cdr[j] if m else zero),
+        s[2] + wt * d1[j],
+        s[3] + wt * d2[j],
+        s[4] + (cd[j] if m else zero),
     )
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH_ORDERED)
-def _regression_sums(s, rows, j, f1c, f2c, cc1, th1, th2):
-    """Add pixel ``j`` of one window row to a centre's regression sums (if a candidate).
+def _regression_sums(s, rows, j, cx, th1, th2, dd):
+    """Add pixel ``j`` of a window row to a centre's regression sums, if a candidate.
 
     ``s`` = sums of x, y, x², xy, y² over both dates, with ``x = C_k - C1(centre)`` and
     ``y = F_k - F1(centre)`` (one shift for all 2n points leaves the regression
-    unchanged); ``rows`` = the window row of ``a1, a2, c1, c2``.
+    unchanged); ``dd`` unused.
     """
-    a1r, a2r, c1r, c2r = rows
     zero = np.float32(0.0)
-    f1d = a1r[j] - f1c
-    f2d = a2r[j] - f2c
-    m = (abs(f1d) < th1) & (abs(f2d) < th2)
-    x1 = c1r[j] - cc1
-    x2 = c2r[j] - cc1
+    f1c = cx[0]
+    cc1 = cx[2]
+    v2 = rows[1][j]
+    f1d, _, m = _similar(rows[0][j], v2, f1c, cx[1], th1, th2)
+    x1 = rows[6][j] - cc1
+    x2 = rows[7][j] - cc1
     f1d = f1d if m else zero
-    f2d = a2r[j] - f1c if m else zero
+    f2d = v2 - f1c if m else zero
     x1 = x1 if m else zero
     x2 = x2 if m else zero
     return (
@@ -237,15 +262,13 @@ def _regression_sums(s, rows, j, f1c, f2c, cc1, th1, th2):
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH_ORDERED)
-def _fallback_sums(s, rows, j, f1c, f2c, th1, th2, dd):
-    """Add pixel ``j`` of one window row to a centre's sums of W·(F_k - F_k(centre))."""
-    a1r, a2r, gr = rows
+def _fallback_sums(s, rows, j, cx, th1, th2, dd):
+    """Add pixel ``j`` of a window row to a centre's sums of W·(F_k - F_k(centre))."""
+    a1, a2, g = rows[0], rows[1], rows[2]
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    f1d = a1r[j] - f1c
-    f2d = a2r[j] - f2c
-    m = (abs(f1d) < th1) & (abs(f2d) < th2)
-    wt = one / (gr[j] * dd + _EPS_D)
+    f1d, f2d, m = _similar(a1[j], a2[j], cx[0], cx[1], th1, th2)
+    wt = one / (g[j] * dd + _EPS_D)
     wt = wt if m else zero
     return (s[0] + wt * (f1d if m else zero), s[1] + wt * (f2d if m else zero))
 
@@ -278,100 +301,40 @@ def estarfm_block(
     fcrit : float64 array
         ``fcrit[df]``: F(1, df) critical value at p = 0.05.
     """
-    _, h, wd = block.shape
-    ny = h - 2 * w
-    nx = wd - 2 * w
-    k = 2 * w + 1
-    valid, a1, a2, d1, d2, c1, c2, g, cd, _, _, _, _ = _prepare(block, False)
-    dist = distance_table(w)
-    nv = box_sum(valid, w)
-    m1s = box_sum(d1, w)
-    m2s = box_sum(d2, w)
+    ok, common, dist, nv, m1s, m2s = _window_setup(block, w)
+    valid, a1, a2, d1, d2 = common[0], common[1], common[2], common[3], common[4]
+    conv = _prepare_estarfm(block, ok)
+    c1, c2, g, cd = conv[0], conv[1], conv[2], conv[3]
+    ny, nx = nv.shape
     out = np.empty((ny, nx), np.float32)
 
-    cf1 = np.empty(nx, np.float32)
-    cf2 = np.empty(nx, np.float32)
-    cc1 = np.empty(nx, np.float32)
-    # per-row float32 partials and float64 totals
-    pn = np.empty(nx, np.float32)
-    pw = np.empty(nx, np.float32)
-    p1 = np.empty(nx, np.float32)
-    p2 = np.empty(nx, np.float32)
-    pc = np.empty(nx, np.float32)
-    tn = np.empty(nx, np.float64)
-    tw = np.empty(nx, np.float64)
-    t1s = np.empty(nx, np.float64)
-    t2s = np.empty(nx, np.float64)
-    tc = np.empty(nx, np.float64)
-    # regression partials/totals: sums of x, y, x², xy, y² (x = C - C1(centre), y = F - F1(centre))
-    qx = np.empty(nx, np.float32)
-    qy = np.empty(nx, np.float32)
-    qxx = np.empty(nx, np.float32)
-    qxy = np.empty(nx, np.float32)
-    qyy = np.empty(nx, np.float32)
-    ux = np.empty(nx, np.float64)
-    uy = np.empty(nx, np.float64)
-    uxx = np.empty(nx, np.float64)
-    uxy = np.empty(nx, np.float64)
-    uyy = np.empty(nx, np.float64)
+    # what the passes read: F1, F2 (SENTINEL where invalid), 1 - R, C0 - C1, C0 - C2,
+    # C1 - C2, C1, C2 of the window pixels; F1, F2, C1, C2 of the centres of a row
+    planes = (a1, a2, g, d1, d2, cd, c1, c2)
+    centre = np.empty((4, nx), np.float32)  # F1, F2, C1, C2 of the centres of a row
+    cf1, cf2, cc1, cc2 = centre[0], centre[1], centre[2], centre[3]
+    cen = (cf1, cf2, cc1, cc2)
+    pass_in = (planes, cen, th1, th2, dist)
+    part = scratch_rows(nx)  # window-row partial sums of a pass
+    cand = np.empty((5, nx), np.float64)  # totals: see _cand_sums
+    tn, tw, t1s, t2s, tc = cand[0], cand[1], cand[2], cand[3], cand[4]
+    reg = np.empty((5, nx), np.float64)  # totals: see _regression_sums
+    ux, uy, uxx, uxy, uyy = reg[0], reg[1], reg[2], reg[3], reg[4]
+    fb = np.empty((2, nx), np.float64)  # totals: see _fallback_sums
     need_v = np.zeros(nx, np.bool_)
     vcoef = np.ones(nx, np.float64)
     need_fb = np.zeros(nx, np.bool_)
     t1 = np.empty(nx, np.float64)
     t2 = np.empty(nx, np.float64)
-    kb = k - k % UNROLL  # window columns summed UNROLL at a time
 
     for y in range(ny):
         yc = y + w
-        for x in range(nx):
-            cf1[x] = a1[yc, x + w]
-            cf2[x] = a2[yc, x + w]
-            cc1[x] = c1[yc, x + w]
-        tn[:] = 0.0
-        tw[:] = 0.0
-        t1s[:] = 0.0
-        t2s[:] = 0.0
-        tc[:] = 0.0
+        cf1[:] = a1[yc, w : w + nx]
+        cf2[:] = a2[yc, w : w + nx]
+        cc1[:] = c1[yc, w : w + nx]
+        cc2[:] = c2[yc, w : w + nx]
         # pass 1: candidates, weights, weighted coarse changes, coarse-change gate
-        for r in range(k):
-            yr = y + r
-            pn[:] = 0.0
-            pw[:] = 0.0
-            p1[:] = 0.0
-            p2[:] = 0.0
-            pc[:] = 0.0
-            rows = (a1[yr], a2[yr], g[yr], d1[yr], d2[yr], cd[yr])
-            drow = dist[r]
-            for c in range(0, kb, UNROLL):  # UNROLL window columns per sweep of the row
-                uc = np.uint64(c)
-                dd0, dd1, dd2, dd3 = drow[c], drow[c + 1], drow[c + 2], drow[c + 3]
-                dd4, dd5, dd6, dd7 = drow[c + 4], drow[c + 5], drow[c + 6], drow[c + 7]
-                for x in range(np.uint64(0), np.uint64(nx)):
-                    j = x + uc
-                    s = (pn[x], pw[x], p1[x], p2[x], pc[x])
-                    s = _cand_sums(s, rows, j, cf1[x], cf2[x], th1, th2, dd0)
-                    s = _cand_sums(s, rows, j + np.uint64(1), cf1[x], cf2[x], th1, th2, dd1)
-                    s = _cand_sums(s, rows, j + np.uint64(2), cf1[x], cf2[x], th1, th2, dd2)
-                    s = _cand_sums(s, rows, j + np.uint64(3), cf1[x], cf2[x], th1, th2, dd3)
-                    s = _cand_sums(s, rows, j + np.uint64(4), cf1[x], cf2[x], th1, th2, dd4)
-                    s = _cand_sums(s, rows, j + np.uint64(5), cf1[x], cf2[x], th1, th2, dd5)
-                    s = _cand_sums(s, rows, j + np.uint64(6), cf1[x], cf2[x], th1, th2, dd6)
-                    s = _cand_sums(s, rows, j + np.uint64(7), cf1[x], cf2[x], th1, th2, dd7)
-                    pn[x], pw[x], p1[x], p2[x], pc[x] = s
-            for c in range(kb, k):  # the remaining columns, one at a time
-                uc = np.uint64(c)
-                dd = drow[c]
-                for x in range(np.uint64(0), np.uint64(nx)):
-                    j = x + uc
-                    pn[x], pw[x], p1[x], p2[x], pc[x] = _cand_sums(
-                        (pn[x], pw[x], p1[x], p2[x], pc[x]), rows, j, cf1[x], cf2[x], th1, th2, dd
-                    )
-            for x in range(nx):
-                tn[x] += pn[x]
-                tw[x] += pw[x]
-                t1s[x] += p1[x]
-                t2s[x] += p2[x]
-                tc[x] += pc[x]
+        window_sums(_cand_sums, column5, set_column5, cand, part, pass_in, y, 0, nx - 1, True)
 
         lo = nx
         hi = -1
@@ -385,67 +348,7 @@ def estarfm_block(
                     hi = max(hi, x)
         # pass 2 (only where the gate passes): OLS of [F1; F2] on [C1; C2] over the candidates
         if hi >= lo:
-            ux[:] = 0.0
-            uy[:] = 0.0
-            uxx[:] = 0.0
-            uxy[:] = 0.0
-            uyy[:] = 0.0
-            for r in range(k):
-                yr = y + r
-                qx[:] = 0.0
-                qy[:] = 0.0
-                qxx[:] = 0.0
-                qxy[:] = 0.0
-                qyy[:] = 0.0
-                rrows = (a1[yr], a2[yr], c1[yr], c2[yr])
-                for c in range(0, kb, UNROLL):  # UNROLL window columns per sweep of the row
-                    uc = np.uint64(c)
-                    for x in range(np.uint64(lo), np.uint64(hi + 1)):
-                        j = x + uc
-                        s = (qx[x], qy[x], qxx[x], qxy[x], qyy[x])
-                        s = _regression_sums(s, rrows, j, cf1[x], cf2[x], cc1[x], th1, th2)
-                        s = _regression_sums(
-                            s, rrows, j + np.uint64(1), cf1[x], cf2[x], cc1[x], th1, th2
-                        )
-                        s = _regression_sums(
-                            s, rrows, j + np.uint64(2), cf1[x], cf2[x], cc1[x], th1, th2
-                        )
-                        s = _regression_sums(
-                            s, rrows, j + np.uint64(3), cf1[x], cf2[x], cc1[x], th1, th2
-                        )
-                        s = _regression_sums(
-                            s, rrows, j + np.uint64(4), cf1[x], cf2[x], cc1[x], th1, th2
-                        )
-                        s = _regression_sums(
-                            s, rrows, j + np.uint64(5), cf1[x], cf2[x], cc1[x], th1, th2
-                        )
-                        s = _regression_sums(
-                            s, rrows, j + np.uint64(6), cf1[x], cf2[x], cc1[x], th1, th2
-                        )
-                        s = _regression_sums(
-                            s, rrows, j + np.uint64(7), cf1[x], cf2[x], cc1[x], th1, th2
-                        )
-                        qx[x], qy[x], qxx[x], qxy[x], qyy[x] = s
-                for c in range(kb, k):  # the remaining columns, one at a time
-                    uc = np.uint64(c)
-                    for x in range(np.uint64(lo), np.uint64(hi + 1)):
-                        j = x + uc
-                        qx[x], qy[x], qxx[x], qxy[x], qyy[x] = _regression_sums(
-                            (qx[x], qy[x], qxx[x], qxy[x], qyy[x]),
-                            rrows,
-                            j,
-                            cf1[x],
-                            cf2[x],
-                            cc1[x],
-                            th1,
-                            th2,
-                        )
-                for x in range(lo, hi + 1):
-                    ux[x] += qx[x]
-                    uy[x] += qy[x]
-                    uxx[x] += qxx[x]
-                    uxy[x] += qxy[x]
-                    uyy[x] += qyy[x]
+            window_sums(_regression_sums, column5, set_column5, reg, part, pass_in, y, lo, hi, True)
             for x in range(lo, hi + 1):
                 if not need_v[x]:
                     continue
@@ -473,83 +376,80 @@ def estarfm_block(
             if valid[yc, x + w] == 0.0:
                 out[y, x] = np.nan
                 continue
-            nvx = nv[y, x]
-            mm1 = m1s[y, x] / nvx
-            mm2 = m2s[y, x] / nvx
+            mm1 = m1s[y, x] / nv[y, x]
+            mm2 = m2s[y, x] / nv[y, x]
             f1c = np.float64(cf1[x])
             f2c = np.float64(cf2[x])
-            if tn[x] > 5.0:
-                tt1, tt2, _, _ = _temporal_weights(mm1, mm2, False)
-                f01 = f1c + vcoef[x] * t1s[x] / tw[x]
-                f02 = f2c + vcoef[x] * t2s[x] / tw[x]
-                f0 = tt1 * f01 + tt2 * f02
-                if f0 <= dn_min or f0 >= dn_max:
-                    need_fb[x] = True
-                    t1[x] = tt1
-                    t2[x] = tt2
-                    lo = min(lo, x)
-                    hi = max(hi, x)
-                out[y, x] = np.float32(f0)
-            else:
-                tt1, tt2, e1v, e2v = _temporal_weights(mm1, mm2, True)
-                out[y, x] = np.float32(tt1 * (f1c + e1v) + tt2 * (f2c + e2v))
+            if tn[x] <= 5.0:
+                out[y, x] = _few_candidates(mm1, mm2, f1c, f2c)
+                continue
+            tt1, tt2, _, _ = _temporal_weights(mm1, mm2, False)
+            f0 = _blend(tt1, tt2, f1c, f2c, vcoef[x] * t1s[x], vcoef[x] * t2s[x], tw[x])
+            if f0 <= dn_min or f0 >= dn_max:
+                need_fb[x] = True
+                t1[x] = tt1
+                t2[x] = tt2
+                lo = min(lo, x)
+                hi = max(hi, x)
+            out[y, x] = np.float32(f0)
         # pass 3 (only where the prediction left the DN range): weighted fine means
         if hi >= lo:
-            ux[:] = 0.0
-            uy[:] = 0.0
-            for r in range(k):
-                yr = y + r
-                qx[:] = 0.0
-                qy[:] = 0.0
-                rows3 = (a1[yr], a2[yr], g[yr])
-                drow = dist[r]
-                for c in range(0, kb, UNROLL):  # UNROLL window columns per sweep of the row
-                    uc = np.uint64(c)
-                    dd0, dd1, dd2, dd3 = drow[c], drow[c + 1], drow[c + 2], drow[c + 3]
-                    dd4, dd5, dd6, dd7 = drow[c + 4], drow[c + 5], drow[c + 6], drow[c + 7]
-                    for x in range(np.uint64(lo), np.uint64(hi + 1)):
-                        j = x + uc
-                        sf = (qx[x], qy[x])
-                        sf = _fallback_sums(sf, rows3, j, cf1[x], cf2[x], th1, th2, dd0)
-                        sf = _fallback_sums(
-                            sf, rows3, j + np.uint64(1), cf1[x], cf2[x], th1, th2, dd1
-                        )
-                        sf = _fallback_sums(
-                            sf, rows3, j + np.uint64(2), cf1[x], cf2[x], th1, th2, dd2
-                        )
-                        sf = _fallback_sums(
-                            sf, rows3, j + np.uint64(3), cf1[x], cf2[x], th1, th2, dd3
-                        )
-                        sf = _fallback_sums(
-                            sf, rows3, j + np.uint64(4), cf1[x], cf2[x], th1, th2, dd4
-                        )
-                        sf = _fallback_sums(
-                            sf, rows3, j + np.uint64(5), cf1[x], cf2[x], th1, th2, dd5
-                        )
-                        sf = _fallback_sums(
-                            sf, rows3, j + np.uint64(6), cf1[x], cf2[x], th1, th2, dd6
-                        )
-                        sf = _fallback_sums(
-                            sf, rows3, j + np.uint64(7), cf1[x], cf2[x], th1, th2, dd7
-                        )
-                        qx[x], qy[x] = sf
-                for c in range(kb, k):  # the remaining columns, one at a time
-                    uc = np.uint64(c)
-                    dd = drow[c]
-                    for x in range(np.uint64(lo), np.uint64(hi + 1)):
-                        j = x + uc
-                        qx[x], qy[x] = _fallback_sums(
-                            (qx[x], qy[x]), rows3, j, cf1[x], cf2[x], th1, th2, dd
-                        )
-                for x in range(lo, hi + 1):
-                    ux[x] += qx[x]
-                    uy[x] += qy[x]
+            window_sums(_fallback_sums, column2, set_column2, fb, part, pass_in, y, lo, hi, True)
             for x in range(lo, hi + 1):
                 if need_fb[x]:
-                    f01 = np.float64(cf1[x]) + ux[x] / tw[x]
-                    f02 = np.float64(cf2[x]) + uy[x] / tw[x]
-                    out[y, x] = np.float32(t1[x] * f01 + t2[x] * f02)
+                    f0 = _blend(t1[x], t2[x], cf1[x], cf2[x], fb[0, x], fb[1, x], tw[x])
+                    out[y, x] = np.float32(f0)
     return out
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _bias_sums(s, rows, j, cx, th1, th2, dd):
+    """Add pixel ``j`` of a window row to a centre's count and sums of F_k - C_k.
+
+    Over the candidates; ``rows``, ``cx``: see :func:`window_sums` and ``planes`` in
+    :func:`ubestarfm_block`; ``dd`` unused.
+    """
+    a1, a2, e1, e2 = rows[0], rows[1], rows[2], rows[3]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    m = _similar(a1[j], a2[j], cx[0], cx[1], th1, th2)[2]
+    return (
+        s[0] + (one if m else zero),
+        s[1] + (e1[j] if m else zero),
+        s[2] + (e2[j] if m else zero),
+    )
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _unbiased_sums(s, rows, j, cx, th1, th2, dd):
+    """Add pixel ``j`` of a window row to a centre's sums, W from the bias-corrected distance.
+
+    ``s`` = (sum W, sum W·(C0 - C1), sum W·(C0 - C2), sum W·(F1 - F1(centre)), sum
+    W·(F2 - F2(centre))) over the candidates.
+    """
+    a1, a2, e1, e2, s1, s2, d1, d2 = rows
+    zero = np.float32(0.0)
+    half = np.float32(0.5)
+    bb1 = cx[2]
+    bb2 = cx[3]
+    f1d, f2d, m = _similar(a1[j], a2[j], cx[0], cx[1], th1, th2)
+    n1 = e1[j] - bb1
+    n2 = e2[j] - bb2
+    q1d = s1[j] - bb1
+    q2d = s2[j] - bb2
+    den = abs(q1d * q2d)
+    num = half * (abs(n1 * q2d) + abs(n2 * q1d))
+    # 1 - R > 2 (R < -1) is "abnormal": the reference sets R = 0.5
+    num = num if num <= 2.0 * den else half * den
+    wt = den / (num * dd + _EPS_D * den)
+    wt = wt if m else zero
+    return (
+        s[0] + wt,
+        s[1] + wt * d1[j],
+        s[2] + wt * d2[j],
+        s[3] + wt * (f1d if m else zero),
+        s[4] + wt * (f2d if m else zero),
+    )
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -567,113 +467,40 @@ def ubestarfm_block(
     ``mean(C_k) - mean(F_k)`` over the candidates (over the valid window pixels in the
     <= 5 candidates branch) before the spectral distance, the prediction and the fallback.
     """
-    _, h, wd = block.shape
-    ny = h - 2 * w
-    nx = wd - 2 * w
-    k = 2 * w + 1
-    valid, a1, a2, d1, d2, _, _, _, _, e1, e2, s1, s2 = _prepare(block, True)
-    dist = distance_table(w)
-    nv = box_sum(valid, w)
-    m1s = box_sum(d1, w)
-    m2s = box_sum(d2, w)
-    b1s = box_sum(e1, w)
+    ok, common, dist, nv, m1s, m2s = _window_setup(block, w)
+    valid, a1, a2, d1, d2 = common[0], common[1], common[2], common[3], common[4]
+    unb = _prepare_unbiased(block, ok)
+    e1, e2, s1, s2 = unb[0], unb[1], unb[2], unb[3]
+    b1s = box_sum(e1, w)  # for the <= 5 candidates branch
     b2s = box_sum(e2, w)
+    ny, nx = nv.shape
     out = np.empty((ny, nx), np.float32)
 
-    cf1 = np.empty(nx, np.float32)
-    cf2 = np.empty(nx, np.float32)
-    bb1 = np.empty(nx, np.float32)
-    bb2 = np.empty(nx, np.float32)
-    pn = np.empty(nx, np.float32)
-    p1 = np.empty(nx, np.float32)
-    p2 = np.empty(nx, np.float32)
-    tn = np.empty(nx, np.float64)
-    tb1 = np.empty(nx, np.float64)
-    tb2 = np.empty(nx, np.float64)
-    qw = np.empty(nx, np.float32)
-    q1 = np.empty(nx, np.float32)
-    q2 = np.empty(nx, np.float32)
-    qf1 = np.empty(nx, np.float32)
-    qf2 = np.empty(nx, np.float32)
-    uw = np.empty(nx, np.float64)
-    u1 = np.empty(nx, np.float64)
-    u2 = np.empty(nx, np.float64)
-    uf1 = np.empty(nx, np.float64)
-    uf2 = np.empty(nx, np.float64)
-    zero = np.float32(0.0)
-    one = np.float32(1.0)
-    half = np.float32(0.5)
+    centre = np.empty((4, nx), np.float32)  # F1, F2 and the biases of the centres of a row
+    cf1, cf2, bb1, bb2 = centre[0], centre[1], centre[2], centre[3]
+    part = scratch_rows(nx)  # window-row partial sums of a pass
+    bias = np.empty((3, nx), np.float64)  # totals: see _bias_sums
+    tn, tb1, tb2 = bias[0], bias[1], bias[2]
+    wsum = np.empty((5, nx), np.float64)  # totals: see _unbiased_sums
+    uw, u1, u2, uf1, uf2 = wsum[0], wsum[1], wsum[2], wsum[3], wsum[4]
+    # what the passes read: F1, F2, F1 - C1, F2 - C2, F1 + C1, F2 + C2, C0 - C1, C0 - C2
+    # of the window pixels; F1, F2 and the local biases of the centres of a row
+    planes = (a1, a2, e1, e2, s1, s2, d1, d2)
+    cen = (cf1, cf2, bb1, bb2)
+    pass_in = (planes, cen, th1, th2, dist)
 
     for y in range(ny):
         yc = y + w
-        for x in range(nx):
-            cf1[x] = a1[yc, x + w]
-            cf2[x] = a2[yc, x + w]
-        tn[:] = 0.0
-        tb1[:] = 0.0
-        tb2[:] = 0.0
+        cf1[:] = a1[yc, w : w + nx]
+        cf2[:] = a2[yc, w : w + nx]
         # pass 1: candidates and their mean fine - coarse difference (the local bias)
-        for r in range(k):
-            yr = y + r
-            pn[:] = 0.0
-            p1[:] = 0.0
-            p2[:] = 0.0
-            for c in range(k):
-                for x in range(nx):
-                    j = x + c
-                    m = (abs(a1[yr, j] - cf1[x]) < th1) & (abs(a2[yr, j] - cf2[x]) < th2)
-                    pn[x] += one if m else zero
-                    p1[x] += e1[yr, j] if m else zero
-                    p2[x] += e2[yr, j] if m else zero
-            for x in range(nx):
-                tn[x] += pn[x]
-                tb1[x] += p1[x]
-                tb2[x] += p2[x]
+        window_sums(_bias_sums, column3, set_column3, bias, part, pass_in, y, 0, nx - 1, False)
         for x in range(nx):
             n = tn[x] if tn[x] > 0.0 else 1.0
             bb1[x] = np.float32(tb1[x] / n)
             bb2[x] = np.float32(tb2[x] / n)
         # pass 2: weights from the bias-corrected spectral distance
-        uw[:] = 0.0
-        u1[:] = 0.0
-        u2[:] = 0.0
-        uf1[:] = 0.0
-        uf2[:] = 0.0
-        for r in range(k):
-            yr = y + r
-            qw[:] = 0.0
-            q1[:] = 0.0
-            q2[:] = 0.0
-            qf1[:] = 0.0
-            qf2[:] = 0.0
-            for c in range(k):
-                dd = dist[r, c]
-                for x in range(nx):
-                    j = x + c
-                    f1d = a1[yr, j] - cf1[x]
-                    f2d = a2[yr, j] - cf2[x]
-                    m = (abs(f1d) < th1) & (abs(f2d) < th2)
-                    n1 = e1[yr, j] - bb1[x]
-                    n2 = e2[yr, j] - bb2[x]
-                    q1d = s1[yr, j] - bb1[x]
-                    q2d = s2[yr, j] - bb2[x]
-                    den = abs(q1d * q2d)
-                    num = half * (abs(n1 * q2d) + abs(n2 * q1d))
-                    # 1 - R > 2 (R < -1) is "abnormal": the reference sets R = 0.5
-                    num = num if num <= 2.0 * den else half * den
-                    wt = den / (num * dd + _EPS_D * den)
-                    wt = wt if m else zero
-                    qw[x] += wt
-                    q1[x] += wt * d1[yr, j]
-                    q2[x] += wt * d2[yr, j]
-                    qf1[x] += wt * (f1d if m else zero)
-                    qf2[x] += wt * (f2d if m else zero)
-            for x in range(nx):
-                uw[x] += qw[x]
-                u1[x] += q1[x]
-                u2[x] += q2[x]
-                uf1[x] += qf1[x]
-                uf2[x] += qf2[x]
+        window_sums(_unbiased_sums, column5, set_column5, wsum, part, pass_in, y, 0, nx - 1, False)
         for x in range(nx):
             if valid[yc, x + w] == 0.0:
                 out[y, x] = np.nan
@@ -681,17 +508,16 @@ def ubestarfm_block(
             nvx = nv[y, x]
             mm1 = m1s[y, x] / nvx
             mm2 = m2s[y, x] / nvx
-            if tn[x] > 5.0:
-                tt1, tt2, _, _ = _temporal_weights(mm1, mm2, False)
-                f1c = np.float64(cf1[x]) - np.float64(bb1[x])
-                f2c = np.float64(cf2[x]) - np.float64(bb2[x])
-                f0 = tt1 * (f1c + u1[x] / uw[x]) + tt2 * (f2c + u2[x] / uw[x])
-                if f0 <= dn_min or f0 >= dn_max:
-                    f0 = tt1 * (f1c + uf1[x] / uw[x]) + tt2 * (f2c + uf2[x] / uw[x])
-                out[y, x] = np.float32(f0)
-            else:
-                tt1, tt2, e1v, e2v = _temporal_weights(mm1, mm2, True)
+            if tn[x] <= 5.0:
                 f1c = np.float64(cf1[x]) - b1s[y, x] / nvx
                 f2c = np.float64(cf2[x]) - b2s[y, x] / nvx
-                out[y, x] = np.float32(tt1 * (f1c + e1v) + tt2 * (f2c + e2v))
+                out[y, x] = _few_candidates(mm1, mm2, f1c, f2c)
+                continue
+            tt1, tt2, _, _ = _temporal_weights(mm1, mm2, False)
+            f1c = np.float64(cf1[x]) - np.float64(bb1[x])
+            f2c = np.float64(cf2[x]) - np.float64(bb2[x])
+            f0 = _blend(tt1, tt2, f1c, f2c, u1[x], u2[x], uw[x])
+            if f0 <= dn_min or f0 >= dn_max:
+                f0 = _blend(tt1, tt2, f1c, f2c, uf1[x], uf2[x], uw[x])
+            out[y, x] = np.float32(f0)
     return out

@@ -7,7 +7,7 @@ interior. The algorithm is described in :mod:`xstf.fusion.fitfc`.
 
 - the local regression ``C_0 ≈ a·C_k + b`` uses window sums of ``1, C_k, C_0, C_k²,
   C_k·C_0`` over the valid pixels, in float64 and in a fixed order
-  (:func:`xstf.fusion._estarfm_kernel.box_sum`), so every pixel's ``a, b`` depend only
+  (:func:`xstf.fusion._kernel_common.box_sum`), so every pixel's ``a, b`` depend only
   on its own window, wherever the block was cut;
 - the spatial filter scans each window in row-major order; the similar pixels are the
   ``n`` smallest ``|F_k - F_k(centre)|`` (ties: first in scan order).
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._estarfm_kernel import box_sum
+from ._kernel_common import box_sum
 
 #: Below this local variance of ``C_k`` (K²) the slope is not estimated: ``a = 1``.
 MIN_VARIANCE = 1e-6

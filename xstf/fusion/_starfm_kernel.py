@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._estarfm_kernel import FASTMATH, SENTINEL
+from ._kernel_common import FASTMATH, SENTINEL, distance_table, finite_layers, scratch_rows
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -58,7 +58,7 @@ def starfm_block(
     sk = np.empty((npair, h, wd), np.float32)
     tk = np.empty((npair, h, wd), np.float32)
     pk = np.empty((npair, h, wd), np.float32)
-    ok_all = np.ones((h, wd), np.bool_)
+    ok_all = finite_layers(block)  # usable in every pair
     for p in range(npair):
         for i in range(h):
             for j in range(wd):
@@ -71,28 +71,18 @@ def starfm_block(
                     tk[p, i, j] = abs(c0 - c)
                     pk[p, i, j] = np.float32(np.float64(c0) + np.float64(f) - np.float64(c))
                 else:
-                    ok_all[i, j] = False
                     fk[p, i, j] = SENTINEL
                     sk[p, i, j] = SENTINEL
                     tk[p, i, j] = SENTINEL
                     pk[p, i, j] = 0.0
-    dist = np.empty((k, k), np.float32)
-    for r in range(k):
-        for c in range(k):
-            dy = np.float64(r - w)
-            dx = np.float64(c - w)
-            dist[r, c] = np.float32(1.0 + np.sqrt(dy * dy + dx * dx) / scale)
+    dist = distance_table(w, scale)
 
     out = np.empty((ny, nx), np.float32)
-    cf = np.empty(nx, np.float32)
-    cp = np.empty(nx, np.float32)
-    smax = np.empty(nx, np.float32)
+    # per row: window-row partial sums (separate arrays, see scratch_rows), centre values
+    qw, qp, cf, cp, smax = scratch_rows(nx)
     tmax = np.empty(nx, np.float32)
-    qw = np.empty(nx, np.float32)
-    qp = np.empty(nx, np.float32)
-    uw = np.empty(nx, np.float64)
-    up = np.empty(nx, np.float64)
-    pc = np.empty(nx, np.float64)
+    totals = np.empty((3, nx), np.float64)  # sum W, sum W·(prediction - mean), mean
+    uw, up, pc = totals[0], totals[1], totals[2]
     for y in range(ny):
         yc = y + w
         # the filters use the largest centre differences over the pairs (Gao et al. eq. 12-13)
