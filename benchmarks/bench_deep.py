@@ -30,7 +30,8 @@ Run (2 CPU cores shared with other work makes timings noisy: read the ratios)::
 
     .venv/bin/python benchmarks/bench_deep.py --only inference --size 384 --reps 3 --compile
     .venv/bin/python benchmarks/bench_deep.py --only inference --models edcstfn --size 960
-    .venv/bin/python benchmarks/bench_deep.py --only training
+    .venv/bin/python benchmarks/bench_deep.py --only training --bf16 --reps 5
+    .venv/bin/python benchmarks/bench_deep.py --only training --bf16 --train-size 48 --train-batch 8
     .venv/bin/python benchmarks/bench_deep.py --only fit --epochs 3
 """
 
@@ -299,6 +300,8 @@ def main() -> None:
         "--bf16", action="store_true", help="also time bfloat16 autocast, print its error"
     )
     ap.add_argument("--compile", action="store_true", help="also time compile=True (torch.compile)")
+    ap.add_argument("--train-batch", type=int, default=16, help="training mode: batch size")
+    ap.add_argument("--train-size", type=int, default=95, help="training mode: patch side (px)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--patch", type=int, default=48)
     ap.add_argument("--width", type=int, default=32)
@@ -310,7 +313,7 @@ def main() -> None:
     if a.only in (None, "inference"):
         bench_inference(a.models.split(","), a.size, a.reps, a.bf16, a.compile)
     if a.only in (None, "training"):
-        bench_training(a.device, steps=a.reps, amp=a.bf16)
+        bench_training(a.device, a.train_batch, a.train_size, steps=a.reps, amp=a.bf16)
     if a.only in (None, "fit"):
         bench_fit(a.device, a.epochs, a.patch, a.width, a.fit_size, a.days, a.bf16)
 
