@@ -113,7 +113,10 @@ def test_a_coarse_only_scan_has_targets_but_no_pairs(ds):
 
     t = resolve_targets(ds, fine=None)
     assert len(t) == ds.sizes["time"]  # every date has coarse data
-    s = cube.CubeScan(pd.DatetimeIndex(ds.time.values), None, "coarse", {"coarse": np.ones(20)})
-    assert s.target_dates().equals(t)
+    s = cube.scan(ds, None, check=False)
+    np.testing.assert_allclose(s.coverage["coarse"], np.isfinite(ds.coarse.values).mean((1, 2)))
+    assert s.fine is None and s.target_dates().equals(t)
     with pytest.raises(ValueError, match="coarse-only"):
         s.pair_dates()
+    with pytest.raises(ValueError, match="check=False"):
+        cube.scan(ds, None)

@@ -593,7 +593,7 @@ def validate(
 @fill_doc
 def scan(
     ds: xr.Dataset,
-    fine: Hashable = "fine",
+    fine: Hashable | None = "fine",
     coarse: Hashable = "coarse",
     *,
     check: bool = True,
@@ -610,6 +610,8 @@ def scan(
     Parameters
     ----------
     %(cube)s
+        ``fine=None`` (with ``check=False``): the coverage of ``coarse`` alone, with
+        targets but no pairs.
     check : bool
         Run :func:`validate`'s checks on the same pass (``False``: only the coverage).
     min_coverage : float
@@ -628,6 +630,8 @@ def scan(
     ------
     CubeError
         With ``check``: what :func:`validate` raises.
+    ValueError
+        ``fine=None`` with ``check=True``.
 
     Examples
     --------
@@ -637,12 +641,20 @@ def scan(
     >>> s.pair_dates().equals(xstf.cube.pair_dates(ds)), s.coverage["coarse"].shape
     (True, (20,))
     """
+    times = pd.DatetimeIndex(ds["time"].values)
+    if fine is None:  # coarse only (deep models without fine data): no pairs, no checks
+        if check:
+            raise ValueError("a coarse-only scan (fine=None) is made with check=False")
+        import dask
+
+        (share,) = dask.compute(ds[coarse].notnull().mean(("y", "x"), dtype="float64").data)
+        return CubeScan(times, None, coarse, {coarse: np.asarray(share, dtype=np.float64)})
     if check:
         found = _checked_scan(ds, fine, coarse, min_coverage, require_pairs, progress)
     else:
         found = _scan(ds, fine, coarse, progress)
     cov = {name: found.coverage[name] for name in (fine, coarse)}
-    return CubeScan(pd.DatetimeIndex(ds["time"].values), fine, coarse, cov)
+    return CubeScan(times, fine, coarse, cov)
 
 
 def _checked_scan(

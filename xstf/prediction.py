@@ -82,15 +82,6 @@ def as_dates(values: Any, times: pd.DatetimeIndex, what: str) -> pd.DatetimeInde
     return pd.DatetimeIndex(sorted(set(idx)), name="time")
 
 
-def _coverage_scan(ds: xr.Dataset, fine: Hashable | None, coarse: Hashable) -> _cube.CubeScan:
-    """The cube's pass over both variables (cached on dask data), or over ``coarse`` alone."""
-    if fine is not None:
-        return _cube.scan(ds, fine, coarse, check=False)
-    (values,) = dask.compute(ds[coarse].notnull().mean(("y", "x"), dtype="float64").data)
-    times = pd.DatetimeIndex(ds["time"].values)
-    return _cube.CubeScan(times, None, coarse, {coarse: np.asarray(values, dtype=np.float64)})
-
-
 def _check_targets(
     targets_idx: pd.DatetimeIndex, times: pd.DatetimeIndex, ccov: np.ndarray, coarse: Hashable
 ) -> None:
@@ -147,7 +138,7 @@ def resolve_targets(
     >>> len(resolve_targets(ds)), len(resolve_targets(ds, ds.time[:2]))
     (18, 2)
     """
-    found = scan if scan is not None else _coverage_scan(ds, fine, coarse)
+    found = scan if scan is not None else _cube.scan(ds, fine, coarse, check=False)
     if targets is None:
         idx = found.target_dates(min_coverage)
         if len(idx) == 0:
