@@ -61,6 +61,12 @@ def test_adain_matches_numpy():
     expected = (c - cm) / cs * ss + sm
     out = mlffgan.adain(torch.from_numpy(c), torch.from_numpy(s)).numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    # channels-last tensors (the CPU prediction layout) give the same statistics
+    cl = torch.channels_last
+    out_cl = mlffgan.adain(
+        torch.from_numpy(c).to(memory_format=cl), torch.from_numpy(s).to(memory_format=cl)
+    )
+    np.testing.assert_allclose(out_cl.contiguous().numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_change_attention_mask_selects_coarse_or_fine_features():
