@@ -141,16 +141,13 @@ def adain(
     >>> [round(float(v), 4) for v in out.mean(dim=(2, 3)).flatten()]
     [11.0, 11.0]
     """
-    c = content.shape[1]
     if stats is not None:
-        cm, cv, sm, sv = (v.reshape(1, c).to(content.dtype) for v in stats)
-        shape = (1, c, 1, 1)
-        c_std, s_std = (cv + eps).sqrt(), (sv + eps).sqrt()
-        return (content - cm.view(shape)) / c_std.view(shape) * s_std.view(shape) + sm.view(shape)
-    # over the spatial axes of the 4-D tensor: no copy of a channels-last one, one pass
-    c_var, c_mean = torch.var_mean(content, dim=(2, 3), keepdim=True)
-    s_var, s_mean = torch.var_mean(style, dim=(2, 3), keepdim=True)
-    return (content - c_mean) / (c_var + eps).sqrt() * (s_var + eps).sqrt() + s_mean
+        c = content.shape[1]
+        cm, cv, sm, sv = (v.reshape(1, c, 1, 1).to(content.dtype) for v in stats)
+    else:  # over the spatial axes of the 4-D tensor: no copy of a channels-last one, one pass
+        cv, cm = torch.var_mean(content, dim=(2, 3), keepdim=True)
+        sv, sm = torch.var_mean(style, dim=(2, 3), keepdim=True)
+    return (content - cm) / (cv + eps).sqrt() * (sv + eps).sqrt() + sm
 
 
 class _ChangeAttention(nn.Module):
