@@ -419,17 +419,42 @@ def _check_checkpoint_dir(ckdir: Path | None, resume: Any, overwrite: bool) -> N
         )
 
 
+def _hits_onednn_1x1_strided_bug(module: torch.nn.Module) -> bool:
+    """A 1x1 convolution with a stride and fewer input channels than a SIMD block (16).
+
+    oneDNN's channels-last (nhwc) backward-weights kernel for it writes past its
+    workspace when the input channels are fewer than the block (uxlfoundation/oneDNN
+    issue 6035): on AVX2 CPUs torch 2.13 hangs, crashes or gives wrong weight gradients.
+    GAN-STFM's discriminator has one (its first block's shortcut, 2 input channels).
+    """
+    return (
+        isinstance(module, torch.nn.Conv2d)
+        and tuple(module.kernel_size) == (1, 1)
+        and max(module.stride) > 1
+        and module.in_channels < 16
+    )
+
+
+def _contiguous_inputs(module: torch.nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
+
+
 def _channels_last(recipe: TrainingRecipe, dev: torch.device) -> None:
     """On CPU, every module of the recipe in channels-last layout (oneDNN's fast path).
 
     Same values and the same parameter objects (the optimisers keep theirs), so the
-    same loss curve up to float32 rounding; about 1.4x the patches/s of EDCSTFN on a
-    2-core CPU (docs/guide/scaling.md).
+    same loss curve up to float32 rounding; about 1.24x the patches/s of EDCSTFN on a
+    2-core CPU (docs/guide/scaling.md). Convolutions that hit oneDNN's channels-last
+    1x1 strided backward bug stay contiguous and get contiguous inputs.
     """
     if dev.type != "cpu":
         return
     for module in recipe.modules.values():
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        for conv in module.modules():
+            if _hits_onednn_1x1_strided_bug(conv):
+                conv.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+                conv.register_forward_pre_hook(_contiguous_inputs)
 
 
 def _autocast(dev: torch.device, amp: bool) -> contextlib.AbstractContextManager:
