@@ -178,10 +178,12 @@ def _curve(m) -> np.ndarray:
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_channels_last_training_same_loss_curve(monkeypatch):
-    """CPU fits train in channels-last layout: same seed -> the same EDCSTFN loss curve as
-    the contiguous layout (float32 rounding only), and the weights really are channels-last."""
+    """CPU fits train in channels-last layout on AVX-512 CPUs (forced here): same seed ->
+    the same EDCSTFN loss curve as the contiguous layout (float32 rounding only), and the
+    weights really are channels-last."""
     from xstf.models import train
 
+    monkeypatch.setattr(train, "_cpu_trains_faster_channels_last", lambda: True)
     fast = _fit("edcstfn")
     monkeypatch.setattr(train, "_channels_last", lambda recipe, dev: None)
     plain = _fit("edcstfn")
@@ -197,6 +199,7 @@ def test_channels_last_gan_training_within_seed_noise(monkeypatch):
     the layout must move the losses far less than changing the seed does."""
     from xstf.models import train
 
+    monkeypatch.setattr(train, "_cpu_trains_faster_channels_last", lambda: True)
     fast = _fit("mlffgan")
     monkeypatch.setattr(train, "_channels_last", lambda recipe, dev: None)
     plain, other_seed = _fit("mlffgan"), _fit("mlffgan", seed=1)
@@ -242,14 +245,12 @@ def test_channels_last_training_gradients_equal_contiguous():
     discriminator has a 1x1 strided convolution with 2 input channels, whose
     channels-last backward in oneDNN hangs, crashes or is wrong on AVX2 CPUs: fit keeps
     that one contiguous (eval mode: fixed batch-norm and spectral-norm statistics)."""
-    import types
-
     from xstf.models import train
 
     for label, (plain, inputs) in _modules_and_inputs().items():
         plain.eval()
         fast = copy.deepcopy(plain)
-        train._channels_last(types.SimpleNamespace(modules={"m": fast}), torch.device("cpu"))
+        train._to_channels_last([fast])
         assert _conv_weight(fast).is_contiguous(memory_format=torch.channels_last), label
         expected, got = _grads(plain, inputs), _grads(fast, inputs)
         assert len(got) == len(expected) > 0, label
@@ -262,3 +263,18 @@ def test_channels_last_training_gradients_equal_contiguous():
         for e, o in zip(expected, got, strict=True):
             np.testing.assert_allclose(o.numpy(), e.numpy(), rtol=1e-3, atol=1e-3 * scale,
                                        err_msg=label)  # fmt: skip
+
+
+def test_channels_last_training_only_where_it_pays(monkeypatch):
+    """On a CPU without AVX-512 channels-last training was slower (0.85x): fit keeps the
+    modules contiguous there, and converts them where the CPU has AVX-512."""
+    import types
+
+    from xstf.models import train
+
+    cpu = torch.device("cpu")
+    for avx512, expect_cl in ((False, False), (True, True)):
+        monkeypatch.setattr(train, "_cpu_trains_faster_channels_last", lambda v=avx512: v)
+        net = xstf.models.create("edcstfn", width=4)
+        train._channels_last(types.SimpleNamespace(modules={"net": net}), cpu)
+        assert _conv_weight(net).is_contiguous(memory_format=torch.channels_last) is expect_cl

@@ -20,9 +20,9 @@ same after :func:`fit` as before. Both states are checkpointed, so a resumed run
 continues exactly.
 
 Speed: the losses of each step stay on the device (one host sync per epoch), CUDA
-fits run in bfloat16 autocast by default (``amp``), CPU fits keep every module's
-weights in the channels-last layout (oneDNN's fast convolutions; same values), and
-the progress bar shows patches/s.
+fits run in bfloat16 autocast by default (``amp``), CPU fits on AVX-512 CPUs keep
+every module's weights in the channels-last layout (oneDNN's fast convolutions; same
+values; slower on AVX2-only CPUs, so not there), and the progress bar shows patches/s.
 """
 
 from __future__ import annotations
@@ -439,22 +439,39 @@ def _contiguous_inputs(module: torch.nn.Module, args: tuple) -> tuple:
     return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
 
 
-def _channels_last(recipe: TrainingRecipe, dev: torch.device) -> None:
-    """On CPU, every module of the recipe in channels-last layout (oneDNN's fast path).
+def _cpu_trains_faster_channels_last() -> bool:
+    """Whether this CPU is one where channels-last training was measured to pay (AVX-512).
 
-    Same values and the same parameter objects (the optimisers keep theirs), so the
-    same loss curve up to float32 rounding; about 1.24x the patches/s of EDCSTFN on a
-    2-core CPU (docs/guide/scaling.md). Convolutions that hit oneDNN's channels-last
-    1x1 strided backward bug stay contiguous and get contiguous inputs.
+    On an AVX-512 CPU (Zen 4) EDCSTFN's step ran 1.24x faster in channels-last layout;
+    on an AVX2-only CPU it ran 0.85x (slower), so there fits stay contiguous.
     """
-    if dev.type != "cpu":
-        return
-    for module in recipe.modules.values():
+    return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
+
+
+def _to_channels_last(modules: Iterable[torch.nn.Module]) -> None:
+    """Modules in channels-last layout, in place (the same parameter objects).
+
+    Convolutions that hit oneDNN's channels-last 1x1 strided backward bug stay
+    contiguous and get contiguous inputs.
+    """
+    for module in modules:
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         for conv in module.modules():
             if _hits_onednn_1x1_strided_bug(conv):
                 conv.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
                 conv.register_forward_pre_hook(_contiguous_inputs)
+
+
+def _channels_last(recipe: TrainingRecipe, dev: torch.device) -> None:
+    """On an AVX-512 CPU, every module of the recipe in channels-last layout (oneDNN's
+    fast path for it).
+
+    Same values and the same parameter objects (the optimisers keep theirs), so the
+    same loss curve up to float32 rounding; 1.24x the patches/s of EDCSTFN on a 2-core
+    AVX-512 CPU, 0.85x on an AVX2 one (docs/guide/scaling.md).
+    """
+    if dev.type == "cpu" and _cpu_trains_faster_channels_last():
+        _to_channels_last(recipe.modules.values())
 
 
 def _autocast(dev: torch.device, amp: bool) -> contextlib.AbstractContextManager:
