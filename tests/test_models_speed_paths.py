@@ -241,7 +241,8 @@ def _modules_and_inputs() -> dict[str, tuple[torch.nn.Module, tuple[torch.Tensor
 @pytest.mark.timeout(300, method="thread")  # the oneDNN bug hangs: fail instead of waiting
 def test_channels_last_training_gradients_equal_contiguous():
     """Every module fit trains (generators and discriminators) gives the contiguous
-    layout's parameter gradients in the layout fit puts it in on CPU. GAN-STFM's
+    layout's parameter gradients in channels-last layout, converted as fit converts it on
+    an AVX-512 CPU (xstf.models.train._to_channels_last). GAN-STFM's
     discriminator has a 1x1 strided convolution with 2 input channels, whose
     channels-last backward in oneDNN hangs, crashes or is wrong on AVX2 CPUs: fit keeps
     that one contiguous (eval mode: fixed batch-norm and spectral-norm statistics)."""

@@ -436,6 +436,7 @@ def _hits_onednn_1x1_strided_bug(module: torch.nn.Module) -> bool:
 
 
 def _contiguous_inputs(module: torch.nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: the module's tensor inputs in contiguous layout."""
     return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
 
 
