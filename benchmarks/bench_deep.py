@@ -20,7 +20,10 @@ Prints figures; asserts nothing. Three parts:
    contiguous weights (before this version) vs channels-last (what fit does on CPU),
    with the losses of both (equal up to float32 rounding); and the patch pipeline
    (:class:`xstf.models.data.PatchDataset` → batches) alone; ``--bf16`` adds channels-last
-   under bfloat16 autocast (what ``fit(amp=True)`` does);
+   under bfloat16 autocast (what ``fit(amp=True)`` does); ``--compile`` adds contiguous
+   modules with the loss (forward and backward) through ``torch.compile`` (inductor,
+   its layout optimisation off: with it on, torch 2.13's CPU backward fails a stride
+   check in ``replication_pad2d_backward``) and prints its compile time;
 3. ``fit``: a short EDCSTFN fit on a synthetic cube, then per held-out date the scores
    of :func:`xstf.metrics` (°C) for EDCSTFN, "coarse only" (the MODIS image) and ESTARFM;
    ``--bf16`` fits again under bfloat16 autocast (same seed and patches) and prints both
@@ -171,7 +174,12 @@ def _amp_context(device: str, on: bool):
 
 
 def bench_training(
-    device: str, batch: int = 16, size: int = 95, steps: int = 3, amp: bool = False
+    device: str,
+    batch: int = 16,
+    size: int = 95,
+    steps: int = 3,
+    amp: bool = False,
+    compile: bool = False,
 ) -> None:
     """Patches/s of EDCSTFN's optimiser step: contiguous vs channels-last modules (and,
     with ``amp``, channels-last under bfloat16 autocast, as ``fit(amp=True)`` trains)."""
@@ -190,6 +198,8 @@ def bench_training(
     variants = [("contiguous", False, False), ("channels-last", True, False)]
     if amp:
         variants.append(("cl + bf16 amp", True, True))
+    if compile:
+        variants.append(("compiled", False, False))
     bf16: dict[str, bool] = {}
     for label, cl, use_amp in variants:
         torch.manual_seed(0)
@@ -198,8 +208,17 @@ def bench_training(
         if cl:  # as fit converts them on an AVX-512 CPU
             train._to_channels_last(rec.modules.values())
         bf16[label] = use_amp
-        with _amp_context(device, use_amp):
-            rec.step(b)  # warm-up
+        t0 = time.perf_counter()
+        if label == "compiled":
+            import torch._inductor.config as inductor_config
+
+            rec._batch_loss = torch.compile(rec._batch_loss)  # type: ignore[method-assign]
+            with inductor_config.patch(layout_optimization=False):  # see the docstring
+                rec.step(b)  # the compile
+            print(f"  compiled step: compile + first step {time.perf_counter() - t0:.0f} s")
+        else:
+            with _amp_context(device, use_amp):
+                rec.step(b)  # warm-up
         recipes[label] = rec
     times: dict[str, list[float]] = {k: [] for k in recipes}
     losses: dict[str, list[float]] = {k: [] for k in recipes}
@@ -298,7 +317,11 @@ def main() -> None:
     ap.add_argument(
         "--bf16", action="store_true", help="also time bfloat16 autocast, print its error"
     )
-    ap.add_argument("--compile", action="store_true", help="also time compile=True (torch.compile)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile (inference: compile=True; training: the loss)",
+    )
     ap.add_argument("--train-batch", type=int, default=16, help="training mode: batch size")
     ap.add_argument("--train-size", type=int, default=95, help="training mode: patch side (px)")
     ap.add_argument("--epochs", type=int, default=3)
@@ -312,7 +335,9 @@ def main() -> None:
     if a.only in (None, "inference"):
         bench_inference(a.models.split(","), a.size, a.reps, a.bf16, a.compile)
     if a.only in (None, "training"):
-        bench_training(a.device, a.train_batch, a.train_size, steps=a.reps, amp=a.bf16)
+        bench_training(
+            a.device, a.train_batch, a.train_size, steps=a.reps, amp=a.bf16, compile=a.compile
+        )
     if a.only in (None, "fit"):
         bench_fit(a.device, a.epochs, a.patch, a.width, a.fit_size, a.days, a.bf16)
 

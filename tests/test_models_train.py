@@ -66,9 +66,21 @@ def test_no_valid_pixel_gives_zero_loss():
         losses.masked_cosine_loss,
         losses.masked_ms_ssim_loss,
     ):
+        p.grad = None
         out = fn(p, p.detach() + 1, none)
         assert float(out.detach()) == 0.0
         out.backward()
+        assert p.grad is not None and torch.all(p.grad == 0), fn.__name__
+
+
+@pytest.mark.parametrize("side", [32, 95])  # single-scale SSIM, MS-SSIM
+def test_ms_ssim_loss_needs_no_host_sync(side):
+    # a bool()/float()/boolean index of a device tensor makes each CUDA step wait for the
+    # GPU; dynamo breaks its graph at each of them, so zero breaks means no host sync
+    p, t = _rand(2, 1, side, side, seed=9), _rand(2, 1, side, side, seed=10)
+    valid = _rand(2, 1, side, side, seed=11) > -1.0
+    explained = torch._dynamo.explain(losses.masked_ms_ssim_loss)(p, t, valid)
+    assert explained.graph_break_count == 0, explained.break_reasons
 
 
 def test_single_scale_ssim_matches_scikit_image():

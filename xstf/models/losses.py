@@ -197,14 +197,17 @@ def masked_ms_ssim_loss(
     if pred.ndim != 4:
         raise ValueError(f"masked_ms_ssim_loss needs (B, C, H, W) tensors, got {tuple(pred.shape)}")
     v = _expand(valid, pred)
-    if not bool(v.any()):
-        return (pred * 0.0).sum()
+    # no host sync (no bool(), float() or boolean indexing): on CUDA a step then queues
+    # without waiting, and torch.compile traces the loss in one graph
+    any_valid = v.any()
     filled = torch.where(v, target, pred.detach())
-    vals = target.detach()[v]
-    lo = vals.min()
+    t = target.detach()
+    inf = torch.tensor(float("inf"), dtype=t.dtype, device=t.device)
+    lo = torch.where(any_valid, torch.where(v, t, inf).amin(), 0.0)  # finite if none valid
+    dr: float | torch.Tensor = data_range if data_range is not None else 1.0
     if data_range is None:
-        span = float(vals.max() - lo)
-        data_range = span if span > 0 else 1.0
+        span = torch.where(any_valid, torch.where(v, t, -inf).amax() - lo, 0.0).float()
+        dr = torch.where(span > 0, span, 1.0)
     win, scales = ms_ssim_window(min(pred.shape[-2:]))
     # float32 even under autocast: SSIM's local variances (E[x²] − E[x]²) cancel, and with
     # its Gaussian-window convolutions in bfloat16 the term came out about 2× too large
@@ -212,10 +215,11 @@ def masked_ms_ssim_loss(
         x = pred.float() - lo.float()
         y = filled.float() - lo.float()
         if scales == 5:
-            score = ms_ssim(x, y, data_range=data_range, size_average=True, win_size=win)
+            score = ms_ssim(x, y, data_range=dr, size_average=True, win_size=win)
         else:
-            score = ssim(x, y, data_range=data_range, size_average=True, win_size=win)
-    return 1.0 - score
+            score = ssim(x, y, data_range=dr, size_average=True, win_size=win)
+    # nothing valid: 0, with zero gradients (filled equals the prediction there anyway)
+    return torch.where(any_valid, 1.0 - score, score * 0.0)
 
 
 def masked_cosine_loss(
