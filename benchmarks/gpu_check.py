@@ -5,8 +5,9 @@ defaults) and prints:
 
 1. the device (name, memory, torch/CUDA versions);
 2. a short fit of EDCSTFN and of MLFF-GAN on a synthetic ``--size``² cube (default 950),
-   with AMP (float16 autocast on CUDA), a few steps each: training throughput (patches/s
-   of 95² patches, batch ``--batch``) and peak GPU memory;
+   with AMP as ``xstf.models.fit`` uses it (bfloat16 autocast on CUDA GPUs that support
+   it, no loss scaling), a few steps each: training throughput (patches/s of 95²
+   patches, batch ``--batch``) and peak GPU memory;
 3. prediction of one date on the device and on the CPU with the same weights: max |diff|
    (K) and throughput (Mpixel/s);
 4. a projection of the survey's full protocol per epoch: 34 training triplets of 950²,
@@ -32,6 +33,7 @@ import torch
 
 import xstf
 import xstf.models
+from xstf.models import train
 from xstf.models.tiling import predict_image
 
 #: the survey's protocol: 34 training dates of 950 x 950, 95 px patches with stride 20
@@ -67,17 +69,16 @@ def _batch(
 def check_training(
     name: str, ds: Any, dev: torch.device, batch: int, patch: int, steps: int, amp: bool
 ) -> dict[str, float]:
-    """Steps of the model's recipe under autocast: patches/s and peak memory."""
+    """Steps of the model's recipe, in ``fit``'s autocast: patches/s and peak memory."""
     spec = xstf.models.get_spec(name)
     torch.manual_seed(0)
     net = spec.build().to(dev)
     rec = spec.recipe(net, **({"ae_epochs": 0} if name == "edcstfn" else {}))
     b = _batch(ds, spec.n_refs, batch, patch, dev, 0)
-    cast = torch.float16 if dev.type == "cuda" else torch.bfloat16
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    losses = []
-    with torch.autocast(device_type=dev.type, dtype=cast, enabled=amp):
+    losses = []  # device tensors: read back once, after the timed steps
+    with train._autocast(dev, amp):  # the autocast fit trains in
         losses.append(rec.step(b)["loss"])  # warm-up (cuDNN autotune, allocations)
         _sync(dev)
         t0 = time.perf_counter()
@@ -86,9 +87,10 @@ def check_training(
         _sync(dev)
     dt = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
-    if not all(np.isfinite(losses)):
-        raise RuntimeError(f"{name}: non-finite loss under AMP: {losses}")
-    return {"patches_per_s": steps * batch / dt, "peak_gib": peak, "last_loss": losses[-1]}
+    values = torch.stack([v.detach().float() for v in losses]).cpu().tolist()
+    if not all(np.isfinite(values)):
+        raise RuntimeError(f"{name}: non-finite loss (amp={amp}): {values}")
+    return {"patches_per_s": steps * batch / dt, "peak_gib": peak, "last_loss": values[-1]}
 
 
 def check_prediction(name: str, ds: Any, dev: torch.device, tile: int) -> dict[str, float]:
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("device:", json.dumps(info))
     patch = min(a.patch, a.size // 2)
     ds = xstf.datasets.synthetic(size=a.size, days=40, seed=0, cloud_fraction=0.1)
-    amp = not a.no_amp and dev.type == "cuda"  # bfloat16 autocast on CPU is slow without AMX
+    # what fit(amp=None) does: bfloat16 autocast on CUDA GPUs that support it, none on CPU
+    amp = not a.no_amp and train._resolve_amp(None, dev)
     out: dict = {"device": info, "models": {}}
     for name in a.models.split(","):
         tr = check_training(name, ds, dev, a.batch, patch, a.steps, amp)

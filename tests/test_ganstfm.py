@@ -167,7 +167,7 @@ def test_training_steps_decrease_the_loss(ae_epochs):
     losses = [rec.step(b) for _ in range(12)]
     after = _content_terms(rec, b)
     assert set(losses[-1]) == {"loss", "d_loss"}
-    assert all(np.isfinite(v) for out in losses for v in out.values())
+    assert all(np.isfinite(float(v)) for out in losses for v in out.values())
     first = np.mean([out["loss"] for out in losses[:3]])
     last = np.mean([out["loss"] for out in losses[-3:]])
     assert last < 0.8 * first

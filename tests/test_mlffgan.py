@@ -101,7 +101,7 @@ def test_training_steps_decrease_the_loss():
     before = rec.validation_loss(b)
     for _ in range(12):
         out = rec.step(b)
-    assert set(out) == {"loss", "d_loss"} and all(np.isfinite(v) for v in out.values())
+    assert set(out) == {"loss", "d_loss"} and all(np.isfinite(float(v)) for v in out.values())
     after = rec.validation_loss(b)
     assert after < 0.6 * before
 

@@ -296,7 +296,7 @@ def _orleans_catalog(root: Path) -> tuple[list, list]:
         dn = np.where(c == 0, 0, np.round((c + 273.15) / 0.02)).astype("uint16")
         qc = np.where(dn == 0, 2, 0).astype("uint8")
         d = xstf.io.parse_date(f.name)
-        iid = f"MOD11A1.A{d.year}{d.dayofyear:03d}.h18v04.061"
+        iid = f"MOD11A1.A{d.year}{d.day_of_year:03d}.h18v04.061"
         _write_cog(root / f"{iid}_LST_Day_1km.tif", dn, g)
         _write_cog(root / f"{iid}_QC_Day.tif", qc, g)
         modis.append(stac_item(

@@ -138,7 +138,7 @@ def test_training_steps_decrease_the_loss():
     before = rec.validation_loss(b)
     for _ in range(30):
         out = rec.step(b)
-    assert set(out) == {"loss"} and np.isfinite(out["loss"])
+    assert set(out) == {"loss"} and np.isfinite(float(out["loss"]))
     assert rec.validation_loss(b) < 0.6 * before
 
 

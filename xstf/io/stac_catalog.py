@@ -291,7 +291,7 @@ def example_catalog(
         qc[bad] = 0b10000001  # produced, LST error <= 3 K: rejected by the default filter
         cloudy = rng.random(mdn.shape) < (0.5 if i == 1 else 0.0)
         mdn[cloudy], qc[cloudy] = 0, 0b10  # not produced (cloud)
-        iid = f"MOD11A1.A{t.year}{t.dayofyear:03d}.h18v04.061"
+        iid = f"MOD11A1.A{t.year}{t.day_of_year:03d}.h18v04.061"
         d = root / "modis" / iid
         d.mkdir(parents=True)
         vtime = np.full(mdn.shape, 105, "uint8")  # 10.5 h local solar time

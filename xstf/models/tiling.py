@@ -183,7 +183,7 @@ def measure_receptive_field(
     # probe a copy with non-negative, averaging weights (each kernel sums to about 1 per
     # output channel) and positive biases, on positive inputs: no (Leaky)ReLU is dead and
     # nothing cancels, so every input within the receptive field gets a non-zero gradient
-    net = copy.deepcopy(net).eval().float()
+    net = copy.deepcopy(net).cpu().eval().float()  # the probe inputs are on the CPU
     with torch.no_grad():
         for p in net.parameters():
             if p.ndim >= 2:
