@@ -151,7 +151,7 @@ def test_training_steps_lower_the_loss_and_keep_the_autoencoder_fixed():
     for k, v in rec.autoencoder.state_dict().items():
         assert torch.equal(v, ae_before[k])
     val = rec.validation_loss(b)
-    assert np.isfinite(val) and val > 0
+    assert np.isfinite(float(val)) and val > 0
     lr0 = rec.optimizers["net"].param_groups[0]["lr"]
     for _ in range(7):  # ReduceLROnPlateau(0.1, patience 5)
         rec.end_epoch(1.0)

@@ -83,6 +83,27 @@ def test_ms_ssim_loss_needs_no_host_sync(side):
     assert explained.graph_break_count == 0, explained.break_reasons
 
 
+@pytest.mark.parametrize("name", ["edcstfn", "sttfn", "mlffgan", "ganstfm"])
+def test_validation_loss_is_a_device_tensor_equal_to_the_numpy_mse(name):
+    # a float would be a host sync per validation batch on CUDA; the loop reads back once
+    spec = xstf.models.get_spec(name)
+    torch.manual_seed(0)
+    net = spec.build()
+    rec = spec.recipe(net)
+    b = dm.toy_batch(b=2, h=32, w=32, seed=3)
+    b["c_refs"] = b["c_refs"].repeat(1, spec.n_refs, 1, 1, 1)
+    b["f_refs"] = b["f_refs"].repeat(1, spec.n_refs, 1, 1, 1)
+    b["ref_valid"] = b["ref_valid"].repeat(1, spec.n_refs, 1, 1, 1)
+    got = rec.validation_loss(b)
+    assert isinstance(got, torch.Tensor) and got.ndim == 0 and got.dtype == torch.float32
+    net.eval()
+    with torch.no_grad():
+        pred = net(b["c_refs"], b["f_refs"], b["c_tgt"]).double().numpy()
+    v = b["tgt_valid"].numpy()
+    ref = np.mean((pred - b["f_tgt"].double().numpy())[v] ** 2)
+    assert float(got) == pytest.approx(ref, rel=1e-5)
+
+
 def test_single_scale_ssim_matches_scikit_image():
     # patches of 32 px use single-scale SSIM with the 11-px, sigma 1.5 window
     rng = np.random.default_rng(0)

@@ -88,7 +88,11 @@ class TrainingRecipe(Protocol):
         ...
 
     def validation_loss(self, batch: Batch) -> torch.Tensor | float:
-        """Masked loss of the prediction network on a validation batch (lower is better), no grad."""
+        """Masked loss of the prediction network on a validation batch (lower is better), no grad.
+
+        A 0-d tensor on the device (summed there: one host sync per validation pass) or a
+        float.
+        """
         ...
 
     def end_epoch(self, val_loss: float) -> None:

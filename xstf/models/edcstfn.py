@@ -304,7 +304,7 @@ class EDCSTFNRecipe(RecipeBase):
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
-    def validation_loss(self, batch: Batch) -> float:
+    def validation_loss(self, batch: Batch) -> torch.Tensor:
         """Masked MSE of the blended prediction on a validation batch."""
         return validation_mse(self.net, batch)
 

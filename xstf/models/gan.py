@@ -138,6 +138,6 @@ class GANRecipe(RecipeBase):
         return {"loss": g_loss.detach(), "d_loss": d_loss.detach()}
 
     @torch.no_grad()
-    def validation_loss(self, batch: Batch) -> torch.Tensor | float:
+    def validation_loss(self, batch: Batch) -> torch.Tensor:
         """Masked MSE of the generator (eval mode), as the references' validation error."""
         return validation_mse(self.modules["net"], batch)

@@ -281,8 +281,11 @@ def lsgan_loss(scores: torch.Tensor, real: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validation_mse(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float:
+def validation_mse(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Masked MSE of ``net``'s prediction (eval mode) on a batch: every recipe's validation loss.
+
+    A 0-d float32 tensor on the batch's device: the loop sums it there and reads the
+    epoch's total back once (no host sync per validation batch).
 
     Examples
     --------
@@ -291,12 +294,13 @@ def validation_mse(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> floa
     >>> z = torch.zeros(1, 2, 1, 8, 8)
     >>> batch = {"c_refs": z, "f_refs": z, "c_tgt": z[:, 0], "f_tgt": z[:, 0],
     ...          "tgt_valid": torch.ones(1, 1, 8, 8, dtype=torch.bool)}
-    >>> validation_mse(build(), batch) >= 0
-    True
+    >>> loss = validation_mse(build(), batch)
+    >>> loss.shape, loss.dtype, float(loss) >= 0
+    (torch.Size([]), torch.float32, True)
     """
     net.eval()
     pred = net(batch["c_refs"], batch["f_refs"], batch["c_tgt"])
-    return float(masked_mse(pred, batch["f_tgt"], batch["tgt_valid"]))
+    return masked_mse(pred, batch["f_tgt"], batch["tgt_valid"]).float()
 
 
 def freeze(module: torch.nn.Module) -> None:

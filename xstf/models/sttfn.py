@@ -301,7 +301,7 @@ class STTFNRecipe(RecipeBase):
         return {"loss": loss.detach()}
 
     @torch.no_grad()
-    def validation_loss(self, batch: Batch) -> float:
+    def validation_loss(self, batch: Batch) -> torch.Tensor:
         """Masked MSE of the STC-weighted prediction."""
         return validation_mse(self.net, batch)
 
