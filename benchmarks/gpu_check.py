@@ -9,7 +9,8 @@ defaults) and prints:
    it, no loss scaling), a few steps each: training throughput (patches/s of 95²
    patches, batch ``--batch``) and peak GPU memory;
 3. prediction of one date on the device and on the CPU with the same weights: max |diff|
-   (K) and throughput (Mpixel/s);
+   (K; on CUDA also with TF32 off, torch's default being TF32 convolutions) and
+   throughput (Mpixel/s);
 4. a projection of the survey's full protocol per epoch: 34 training triplets of 950²,
    95² patches with stride 20 (1,849 patches per date, 62,866 per epoch) at the measured
    patches/s.
@@ -63,7 +64,7 @@ def _batch(
     mean, std = float(ds.fine.mean()), float(ds.fine.std())
     data = PatchDataset(ds, smp, patches, patch, mean, std)
     idx = np.random.default_rng(seed).choice(len(patches), size=batch, replace=True)
-    return {k: v.to(dev) for k, v in data.batch(idx).items()}
+    return {k: v.to(dev) for k, v in data.batch(idx.tolist()).items()}
 
 
 def check_training(
@@ -115,8 +116,19 @@ def check_prediction(name: str, ds: Any, dev: torch.device, tile: int) -> dict[s
     dt = time.perf_counter() - t0
     on_cpu = predict_image(net_cpu, stack, mean, std, r, tile=tile, device="cpu")
     h, w = stack.shape[1:]
-    return {"max_abs_diff_K": float(np.nanmax(np.abs(on_dev - on_cpu))),
-            "mpixel_per_s": h * w / dt / 1e6, "seconds": dt}  # fmt: skip
+    out = {"max_abs_diff_K": float(np.nanmax(np.abs(on_dev - on_cpu))),
+           "mpixel_per_s": h * w / dt / 1e6, "seconds": dt}  # fmt: skip
+    if dev.type == "cuda":
+        # cuDNN convolutions run in TF32 by default (10-bit mantissas): the agreement in
+        # strict float32 tells that rounding apart from a real disagreement
+        flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            strict = predict_image(net_dev, stack, mean, std, r, tile=tile, device=dev)
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+        out["max_abs_diff_K_without_tf32"] = float(np.nanmax(np.abs(strict - on_cpu)))
+    return out
 
 
 def projection(patches_per_s: float) -> dict[str, float]:
@@ -163,10 +175,12 @@ def main(argv: list[str] | None = None) -> dict:
         pr = check_prediction(name, ds, dev, a.tile)
         pj = projection(tr["patches_per_s"])
         out["models"][name] = {"training": tr, "prediction": pr, "survey_epoch": pj}
+        strict = pr.get("max_abs_diff_K_without_tf32")
+        strict_txt = "" if strict is None else f" ({strict:.2e} K without TF32)"
         print(f"{name}: training {tr['patches_per_s']:.1f} patches/s ({patch}² px, batch {a.batch}, "
               f"amp={amp}), peak GPU memory {tr['peak_gib']:.2f} GiB; prediction "
-              f"{pr['mpixel_per_s']:.2f} Mpixel/s, max |{dev.type} - cpu| {pr['max_abs_diff_K']:.2e} K; "
-              f"survey epoch ({pj['patches_per_epoch']:,} patches of {SURVEY['patch']}²) "
+              f"{pr['mpixel_per_s']:.2f} Mpixel/s, max |{dev.type} - cpu| {pr['max_abs_diff_K']:.2e} K"
+              f"{strict_txt}; survey epoch ({pj['patches_per_epoch']:,} patches of {SURVEY['patch']}²) "
               f"≈ {pj['epoch_minutes']:.1f} min")  # fmt: skip
     out["seconds"] = time.perf_counter() - t_start
     print(f"total {out['seconds']:.0f} s")
